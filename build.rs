@@ -1,0 +1,19 @@
+//! Compiles the dropsonde `.proto` files in `proto/` with a pure-Rust parser,
+//! so building needs no system `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    const FILES: &[&str] = &[
+        "proto/events/envelope.proto",
+        "proto/events/metric.proto",
+        "proto/events/log.proto",
+        "proto/events/http.proto",
+        "proto/events/error.proto",
+        "proto/events/uuid.proto",
+    ];
+    for file in FILES {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let descriptors = protox::compile(FILES, ["proto"])?;
+    prost_build::Config::new().compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! cf-firehose-exporter: reads the Cloud Foundry Loggregator Firehose and
+//! serves every metric it carries to Prometheus under its own name.
+#![forbid(unsafe_code)]
+
+pub mod envelope;
