@@ -130,7 +130,10 @@ mod tests {
         assert_eq!(e.event_type(), EventType::ValueMetric);
         assert_eq!(e.timestamp, Some(1_700_000_000_000_000_000));
         let m = e.value_metric.as_ref().unwrap();
-        assert_eq!((m.name.as_str(), m.value, m.unit.as_str()), ("numCPUS", 4.0, "count"));
+        assert_eq!(
+            (m.name.as_str(), m.value, m.unit.as_str()),
+            ("numCPUS", 4.0, "count")
+        );
         assert_eq!(e.deployment.as_deref(), Some("cf"));
         assert_eq!(e.job.as_deref(), Some("diego-cell"));
         assert_eq!(e.index.as_deref(), Some("idx-1"));
@@ -158,14 +161,21 @@ mod tests {
         let e = decode(&vectors::bytes(vectors::COUNTER_EVENT)).unwrap();
         assert_eq!(e.origin, "gorouter");
         let c = e.counter_event.as_ref().unwrap();
-        assert_eq!((c.name.as_str(), c.delta, c.total), ("requests", 5, Some(1234)));
+        assert_eq!(
+            (c.name.as_str(), c.delta, c.total),
+            ("requests", 5, Some(1234))
+        );
     }
 
     #[test]
     fn rejects_missing_event_type_and_payload() {
         // prost decodes a missing proto2 enum as its first value (HttpStartStop),
         // whose payload is then missing too.
-        let no_type = Envelope { origin: "x".into(), ..Default::default() }.encode_to_vec();
+        let no_type = Envelope {
+            origin: "x".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
         assert_eq!(
             decode(&[0x0a, 0x01, b'x']),
             Err(DecodeError::MissingField {
@@ -174,11 +184,29 @@ mod tests {
             })
         );
         assert_eq!(decode(&no_type).unwrap_err().reason(), "missing_field");
-        let zero = Envelope { origin: "x".into(), event_type: 0, ..Default::default() };
-        assert_eq!(decode(&zero.encode_to_vec()), Err(DecodeError::UnknownEventType(0)));
-        let unknown = Envelope { origin: "x".into(), event_type: 42, ..Default::default() };
-        assert_eq!(decode(&unknown.encode_to_vec()), Err(DecodeError::UnknownEventType(42)));
-        let no_payload = Envelope { origin: "x".into(), event_type: 6, ..Default::default() };
+        let zero = Envelope {
+            origin: "x".into(),
+            event_type: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            decode(&zero.encode_to_vec()),
+            Err(DecodeError::UnknownEventType(0))
+        );
+        let unknown = Envelope {
+            origin: "x".into(),
+            event_type: 42,
+            ..Default::default()
+        };
+        assert_eq!(
+            decode(&unknown.encode_to_vec()),
+            Err(DecodeError::UnknownEventType(42))
+        );
+        let no_payload = Envelope {
+            origin: "x".into(),
+            event_type: 6,
+            ..Default::default()
+        };
         let err = decode(&no_payload.encode_to_vec()).unwrap_err();
         assert_eq!(err.reason(), "missing_field");
         let nameless = Envelope {

@@ -1,0 +1,418 @@
+//! The `native` naming scheme: every metric keeps the name it was emitted
+//! with, every tag becomes a label, and nothing about the envelope's origin
+//! or event type is baked into the name.
+
+use std::borrow::Cow;
+
+use super::{Labels, MetricKind, SeriesUpdate, Value};
+use crate::envelope::Envelope;
+
+/// Translates envelopes under the native scheme.
+#[derive(Debug, Clone, Default)]
+pub struct NativeScheme {
+    environment: Option<String>,
+}
+
+impl NativeScheme {
+    /// A scheme that adds `environment="<value>"` to every series when set.
+    pub fn new(environment: Option<String>) -> Self {
+        Self {
+            environment: environment.filter(|e| !e.is_empty()),
+        }
+    }
+
+    /// Appends the updates `envelope` yields to `out`. Envelopes that carry no
+    /// metric (logs, HTTP events, errors) yield nothing. Returns how many
+    /// updates were appended.
+    pub fn translate(&self, envelope: &Envelope, out: &mut Vec<SeriesUpdate>) -> usize {
+        let before = out.len();
+        if let Some(m) = &envelope.value_metric {
+            let mut labels = self.base_labels(envelope);
+            push_set(&mut labels, "unit", &m.unit);
+            add_tags(&mut labels, envelope);
+            if let Some(family) = sanitize_metric_name(&m.name) {
+                out.push(SeriesUpdate {
+                    family: family.into_owned(),
+                    kind: MetricKind::Gauge,
+                    original: m.name.clone(),
+                    labels,
+                    value: Value::Set(m.value),
+                });
+            }
+        } else if let Some(c) = &envelope.counter_event {
+            let mut labels = self.base_labels(envelope);
+            add_tags(&mut labels, envelope);
+            if let Some(family) = sanitize_metric_name(&c.name) {
+                let family = match family.strip_suffix("_total") {
+                    Some(stem) if !stem.is_empty() => stem.to_owned(),
+                    _ => family.into_owned(),
+                };
+                let value = match c.total {
+                    Some(total) => Value::Set(total as f64),
+                    None => Value::Add(c.delta as f64),
+                };
+                out.push(SeriesUpdate {
+                    family,
+                    kind: MetricKind::Counter,
+                    original: c.name.clone(),
+                    labels,
+                    value,
+                });
+            }
+        } else if let Some(c) = &envelope.container_metric {
+            let mut labels = self.base_labels(envelope);
+            // Diego puts source_id and instance_id in the tags; older platforms
+            // only fill the ContainerMetric fields.
+            if !envelope.tags.contains_key("source_id") {
+                push_set(&mut labels, "source_id", &c.application_id);
+            }
+            if !envelope.tags.contains_key("instance_id") {
+                push_set(&mut labels, "instance_id", &c.instance_index.to_string());
+            }
+            let mut cpu_labels = labels.clone();
+            push_set(&mut cpu_labels, "unit", "percentage");
+            add_tags(&mut cpu_labels, envelope);
+            push_set(&mut labels, "unit", "bytes");
+            add_tags(&mut labels, envelope);
+            let gauges = [
+                ("cpu", "cpuPercentage", Some(c.cpu_percentage)),
+                ("memory", "memoryBytes", Some(c.memory_bytes as f64)),
+                ("disk", "diskBytes", Some(c.disk_bytes as f64)),
+                (
+                    "memory_quota",
+                    "memoryBytesQuota",
+                    c.memory_bytes_quota.map(|q| q as f64),
+                ),
+                (
+                    "disk_quota",
+                    "diskBytesQuota",
+                    c.disk_bytes_quota.map(|q| q as f64),
+                ),
+            ];
+            for (family, original, value) in gauges {
+                let Some(value) = value else { continue };
+                let labels = if family == "cpu" {
+                    cpu_labels.clone()
+                } else {
+                    labels.clone()
+                };
+                out.push(SeriesUpdate {
+                    family: family.to_owned(),
+                    kind: MetricKind::Gauge,
+                    original: format!("containerMetric.{original}"),
+                    labels,
+                    value: Value::Set(value),
+                });
+            }
+        }
+        out.len() - before
+    }
+
+    fn base_labels(&self, e: &Envelope) -> Labels {
+        let mut labels = Labels::with_capacity(8 + e.tags.len());
+        push_set(&mut labels, "origin", &e.origin);
+        let fields = [
+            ("bosh_deployment", &e.deployment),
+            ("bosh_job_name", &e.job),
+            ("bosh_job_id", &e.index),
+            ("bosh_job_ip", &e.ip),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                push_set(&mut labels, name, value);
+            }
+        }
+        if let Some(env) = &self.environment {
+            push_set(&mut labels, "environment", env);
+        }
+        labels
+    }
+}
+
+/// Pushes an exporter-set label unless its value is empty.
+fn push_set(labels: &mut Labels, name: &str, value: &str) {
+    if !value.is_empty() {
+        labels.push((name.to_owned(), value.to_owned()));
+    }
+}
+
+/// Adds every non-empty tag as a label, then sorts the set. Tags are taken in
+/// key order so that collisions resolve the same way every time: a key that is
+/// already present (set by the exporter, or produced by an earlier tag that
+/// sanitizes the same way) gets `exported_` in front until it is unique.
+fn add_tags(labels: &mut Labels, e: &Envelope) {
+    let mut tags: Vec<(&String, &String)> = e.tags.iter().filter(|(_, v)| !v.is_empty()).collect();
+    tags.sort_unstable();
+    for (key, value) in tags {
+        let Some(name) = sanitize_label_name(key) else {
+            continue;
+        };
+        let mut name = name.into_owned();
+        while name.starts_with("__") || labels.iter().any(|(n, _)| *n == name) {
+            name.insert_str(0, "exported_");
+        }
+        labels.push((name, value.clone()));
+    }
+    labels.sort_unstable();
+}
+
+/// Makes a metric name valid while keeping it recognisable: every character
+/// outside `[a-zA-Z0-9_]` becomes one `_`, and a leading digit gets a `_` in
+/// front. Case, words and order are kept. `None` for an empty name.
+pub fn sanitize_metric_name(name: &str) -> Option<Cow<'_, str>> {
+    sanitize(name)
+}
+
+/// Makes a label name valid the same way as [`sanitize_metric_name`].
+pub fn sanitize_label_name(name: &str) -> Option<Cow<'_, str>> {
+    sanitize(name)
+}
+
+fn sanitize(name: &str) -> Option<Cow<'_, str>> {
+    let first = name.chars().next()?;
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    if !first.is_ascii_digit() && name.chars().all(valid) {
+        return Some(Cow::Borrowed(name));
+    }
+    let mut out = String::with_capacity(name.len() + 1);
+    if first.is_ascii_digit() {
+        out.push('_');
+    }
+    out.extend(name.chars().map(|c| if valid(c) { c } else { '_' }));
+    Some(Cow::Owned(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{ContainerMetric, CounterEvent, ValueMetric, decode, vectors};
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn translate(e: &Envelope) -> Vec<SeriesUpdate> {
+        let mut out = Vec::new();
+        NativeScheme::default().translate(e, &mut out);
+        out
+    }
+
+    #[test]
+    fn sanitizes_one_for_one() {
+        let s = |n| sanitize_metric_name(n).map(|c| c.into_owned());
+        assert_eq!(s("responses.5xx").as_deref(), Some("responses_5xx"));
+        assert_eq!(
+            s("CapacityRemainingMemory").as_deref(),
+            Some("CapacityRemainingMemory")
+        );
+        assert_eq!(
+            s("memoryStats.numBytesAllocated").as_deref(),
+            Some("memoryStats_numBytesAllocated")
+        );
+        assert_eq!(s("5xx").as_deref(), Some("_5xx"));
+        assert_eq!(
+            s("grootfs-create.run.fail").as_deref(),
+            Some("grootfs_create_run_fail")
+        );
+        assert_eq!(s("é/x").as_deref(), Some("__x"));
+        assert_eq!(s(""), None);
+        assert!(matches!(
+            sanitize_metric_name("ok_name"),
+            Some(Cow::Borrowed(_))
+        ));
+    }
+
+    #[test]
+    fn value_metric_vector() {
+        let e = decode(&vectors::bytes(vectors::VALUE_METRIC)).unwrap();
+        let out = translate(&e);
+        assert_eq!(
+            out,
+            vec![SeriesUpdate {
+                family: "numCPUS".into(),
+                kind: MetricKind::Gauge,
+                original: "numCPUS".into(),
+                labels: labels(&[
+                    ("bosh_deployment", "cf"),
+                    ("bosh_job_id", "idx-1"),
+                    ("bosh_job_ip", "10.0.0.5"),
+                    ("bosh_job_name", "diego-cell"),
+                    ("origin", "rep"),
+                    ("source_id", "rep"),
+                    ("unit", "count"),
+                ]),
+                value: Value::Set(4.0),
+            }]
+        );
+        assert_eq!(out[0].help(), "Cloud Foundry gauge 'numCPUS'");
+    }
+
+    #[test]
+    fn counter_vector_uses_total() {
+        let e = decode(&vectors::bytes(vectors::COUNTER_EVENT)).unwrap();
+        let out = translate(&e);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].family, "requests");
+        assert_eq!(out[0].sample_name(), "requests_total");
+        assert_eq!(out[0].kind, MetricKind::Counter);
+        assert_eq!(out[0].labels, labels(&[("origin", "gorouter")]));
+        assert_eq!(out[0].value, Value::Set(1234.0));
+    }
+
+    #[test]
+    fn counter_without_total_adds_delta_and_total_suffix_is_not_doubled() {
+        let e = Envelope {
+            origin: "x".into(),
+            event_type: 7,
+            counter_event: Some(CounterEvent {
+                name: "dropped_total".into(),
+                delta: 3,
+                total: None,
+            }),
+            ..Default::default()
+        };
+        let out = translate(&e);
+        assert_eq!(out[0].family, "dropped");
+        assert_eq!(out[0].sample_name(), "dropped_total");
+        assert_eq!(out[0].value, Value::Add(3.0));
+    }
+
+    #[test]
+    fn container_metric_vector() {
+        let e = decode(&vectors::bytes(vectors::CONTAINER_METRIC)).unwrap();
+        let out = translate(&e);
+        let got: Vec<(&str, f64, Option<&str>)> = out
+            .iter()
+            .map(|u| {
+                let Value::Set(v) = u.value else {
+                    panic!("set expected")
+                };
+                let unit = u
+                    .labels
+                    .iter()
+                    .find(|(k, _)| k == "unit")
+                    .map(|(_, v)| v.as_str());
+                (u.family.as_str(), v, unit)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("cpu", 1.5, Some("percentage")),
+                ("memory", 104857600.0, Some("bytes")),
+                ("disk", 209715200.0, Some("bytes")),
+                ("memory_quota", 1073741824.0, Some("bytes")),
+                ("disk_quota", 1073741824.0, Some("bytes")),
+            ]
+        );
+        assert_eq!(
+            out[0].labels,
+            labels(&[
+                ("app_name", "myapp"),
+                ("instance_id", "0"),
+                ("origin", "rep"),
+                ("source_id", "f47ac10b-58cc-4372-a567-0e02b2c3d479"),
+                ("unit", "percentage"),
+            ])
+        );
+    }
+
+    #[test]
+    fn container_ids_come_from_tags_when_present() {
+        let mut e = Envelope {
+            origin: "rep".into(),
+            event_type: 9,
+            container_metric: Some(ContainerMetric {
+                application_id: "app-guid".into(),
+                instance_index: 3,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        e.tags.insert("source_id".into(), "tag-guid".into());
+        e.tags.insert("instance_id".into(), "7".into());
+        let out = translate(&e);
+        // No quotas on the wire: only three gauges.
+        assert_eq!(out.len(), 3);
+        let l = &out[1].labels;
+        assert!(l.contains(&("source_id".into(), "tag-guid".into())));
+        assert!(l.contains(&("instance_id".into(), "7".into())));
+        assert!(!l.iter().any(|(k, _)| k.starts_with("exported_")));
+    }
+
+    #[test]
+    fn colliding_tags_are_exported_and_never_duplicated() {
+        let mut e = Envelope {
+            origin: "rep".into(),
+            event_type: 6,
+            deployment: Some("cf".into()),
+            value_metric: Some(ValueMetric {
+                name: "m".into(),
+                value: 1.0,
+                unit: "ms".into(),
+            }),
+            ..Default::default()
+        };
+        for (k, v) in [
+            ("origin", "o"),
+            ("unit", "u"),
+            ("bosh_deployment", "d"),
+            ("request-type", "a"),
+            ("request_type", "b"),
+            ("__v1_type", "ValueMetric"),
+            ("empty", ""),
+            ("9lives", "cat"),
+        ] {
+            e.tags.insert(k.into(), v.into());
+        }
+        let mut out = Vec::new();
+        NativeScheme::new(Some("prod".into())).translate(&e, &mut out);
+        assert_eq!(
+            out[0].labels,
+            labels(&[
+                ("_9lives", "cat"),
+                ("bosh_deployment", "cf"),
+                ("environment", "prod"),
+                ("exported___v1_type", "ValueMetric"),
+                ("exported_bosh_deployment", "d"),
+                ("exported_origin", "o"),
+                ("exported_request_type", "b"),
+                ("exported_unit", "u"),
+                ("origin", "rep"),
+                ("request_type", "a"),
+                ("unit", "ms"),
+            ])
+        );
+    }
+
+    #[test]
+    fn guid_origin_stays_a_label() {
+        let origin = "3f1a2b4c-9d8e-4f7a-8b6c-5d4e3f2a1b0c";
+        let e = Envelope {
+            origin: origin.into(),
+            event_type: 6,
+            value_metric: Some(ValueMetric {
+                name: "jvm.heap".into(),
+                value: 1.0,
+                unit: "".into(),
+            }),
+            ..Default::default()
+        };
+        let out = translate(&e);
+        assert_eq!(out[0].family, "jvm_heap");
+        assert_eq!(out[0].labels, labels(&[("origin", origin)]));
+    }
+
+    #[test]
+    fn envelopes_without_metrics_yield_nothing() {
+        let e = Envelope {
+            origin: "x".into(),
+            event_type: 5,
+            ..Default::default()
+        };
+        assert!(translate(&e).is_empty());
+    }
+}
