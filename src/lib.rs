@@ -4,3 +4,5 @@
 
 pub mod envelope;
 pub mod naming;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,175 @@
+//! The exporter's own metrics, `cf_firehose_exporter_*`: what an operator
+//! alerts on to know the stream is healthy.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Metric, Registry};
+
+/// Prefix of every self metric; relayed metrics may not use it.
+pub const PREFIX: &str = "cf_firehose_exporter_";
+
+type Label = [(&'static str, String); 1];
+type Counters = Family<Label, Counter>;
+
+/// Handles to the exporter's own metrics. Cloning shares the values.
+#[derive(Debug, Clone, Default)]
+pub struct Telemetry {
+    /// 1 while authenticated and streaming.
+    pub up: Gauge,
+    envelopes_received: Counters,
+    envelopes_dropped: Counters,
+    /// Frames that were not valid envelopes.
+    pub decode_errors: Counter,
+    /// Open Firehose connections.
+    pub connections: Gauge,
+    reconnects: Counters,
+    /// Signs that the Firehose is cutting this consumer off for being slow.
+    pub slow_consumer_alerts: Counter,
+    /// Unix time of the last envelope received.
+    pub last_envelope_timestamp: Gauge<f64, AtomicU64>,
+    /// Series held in the store.
+    pub series: Gauge,
+    /// Series removed because they were not updated within the expiration.
+    pub series_expired: Counter,
+    series_rejected: Counters,
+    token_requests: Counters,
+    /// Duration of the last scrape, in seconds.
+    pub scrape_duration: Gauge<f64, AtomicU64>,
+    build_info: Family<Label, Gauge>,
+}
+
+impl Telemetry {
+    /// Fresh metrics, with `build_info` set.
+    pub fn new() -> Self {
+        let t = Self::default();
+        t.build_info
+            .get_or_create(&[("version", env!("CARGO_PKG_VERSION").to_owned())])
+            .set(1);
+        t
+    }
+
+    /// Registers every metric under its `cf_firehose_exporter_` name.
+    pub fn register(&self, registry: &mut Registry) {
+        fn reg(registry: &mut Registry, name: &str, help: &str, metric: impl Metric) {
+            registry.register(format!("{PREFIX}{name}"), help, metric);
+        }
+        let r = registry;
+        reg(
+            r,
+            "up",
+            "1 while authenticated and streaming from the Firehose",
+            self.up.clone(),
+        );
+        reg(
+            r,
+            "envelopes_received",
+            "Envelopes received from the Firehose, by event type",
+            self.envelopes_received.clone(),
+        );
+        reg(
+            r,
+            "envelopes_dropped",
+            "Envelopes dropped before reaching the store, by reason",
+            self.envelopes_dropped.clone(),
+        );
+        reg(
+            r,
+            "decode_errors",
+            "Frames that were not valid envelopes",
+            self.decode_errors.clone(),
+        );
+        reg(
+            r,
+            "connections",
+            "Open Firehose connections",
+            self.connections.clone(),
+        );
+        reg(
+            r,
+            "reconnects",
+            "Firehose reconnections, by reason",
+            self.reconnects.clone(),
+        );
+        reg(
+            r,
+            "slow_consumer_alerts",
+            "Signs that the Firehose cut this consumer off for reading too slowly",
+            self.slow_consumer_alerts.clone(),
+        );
+        reg(
+            r,
+            "last_envelope_received_timestamp_seconds",
+            "Unix time at which the last envelope was received",
+            self.last_envelope_timestamp.clone(),
+        );
+        reg(r, "series", "Series held", self.series.clone());
+        reg(
+            r,
+            "series_expired",
+            "Series removed after not being updated within the expiration",
+            self.series_expired.clone(),
+        );
+        reg(
+            r,
+            "series_rejected",
+            "Series updates rejected, by reason",
+            self.series_rejected.clone(),
+        );
+        reg(
+            r,
+            "token_requests",
+            "UAA token requests, by result",
+            self.token_requests.clone(),
+        );
+        reg(
+            r,
+            "scrape_duration_seconds",
+            "Time taken to encode the last scrape",
+            self.scrape_duration.clone(),
+        );
+        reg(
+            r,
+            "build_info",
+            "Version of the exporter",
+            self.build_info.clone(),
+        );
+    }
+
+    /// Counter of envelopes received of `event_type`.
+    pub fn envelopes_received(&self, event_type: &str) -> Counter {
+        self.envelopes_received
+            .get_or_create(&[("event_type", event_type.to_owned())])
+            .clone()
+    }
+
+    /// Counter of envelopes dropped for `reason`.
+    pub fn envelopes_dropped(&self, reason: &str) -> Counter {
+        self.envelopes_dropped
+            .get_or_create(&[("reason", reason.to_owned())])
+            .clone()
+    }
+
+    /// Counter of reconnections for `reason`.
+    pub fn reconnects(&self, reason: &str) -> Counter {
+        self.reconnects
+            .get_or_create(&[("reason", reason.to_owned())])
+            .clone()
+    }
+
+    /// Counter of rejected series updates for `reason`.
+    pub fn series_rejected(&self, reason: &str) -> Counter {
+        self.series_rejected
+            .get_or_create(&[("reason", reason.to_owned())])
+            .clone()
+    }
+
+    /// Counter of token requests with `result`.
+    pub fn token_requests(&self, result: &str) -> Counter {
+        self.token_requests
+            .get_or_create(&[("result", result.to_owned())])
+            .clone()
+    }
+}
