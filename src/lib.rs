@@ -2,7 +2,9 @@
 //! serves every metric it carries to Prometheus under its own name.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod envelope;
+pub mod exposition;
 pub mod naming;
 pub mod store;
 pub mod telemetry;

@@ -1,0 +1,558 @@
+//! Command-line flags and environment variables, in the style of Prometheus
+//! exporters and with the Go `firehose_exporter`'s names where the meaning is
+//! the same. Every flag has a `FIREHOSE_EXPORTER_*` environment variable.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use url::Url;
+
+/// Reads the Cloud Foundry Firehose and serves its metrics to Prometheus.
+#[derive(Debug, Parser)]
+#[command(name = "cf-firehose-exporter", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// What to run; without a subcommand the exporter connects to a real foundation.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// UAA and Firehose connection.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Store, web and log settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Subcommands besides the exporter itself.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a simulated foundation and the exporter against it, on loopback.
+    Demo(DemoArgs),
+    /// Serve a simulated foundation (UAA and Traffic Controller) for any Firehose consumer.
+    Simulate(SimulateArgs),
+}
+
+/// Where and how to read the Firehose.
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// UAA base URL, e.g. https://uaa.sys.example.com.
+    #[arg(
+        long = "uaa.url",
+        env = "FIREHOSE_EXPORTER_UAA_URL",
+        value_name = "URL"
+    )]
+    pub uaa_url: Option<String>,
+    /// UAA client id with the doppler.firehose authority.
+    #[arg(
+        long = "uaa.client-id",
+        env = "FIREHOSE_EXPORTER_UAA_CLIENT_ID",
+        value_name = "ID"
+    )]
+    pub uaa_client_id: Option<String>,
+    /// UAA client secret.
+    #[arg(
+        long = "uaa.client-secret",
+        env = "FIREHOSE_EXPORTER_UAA_CLIENT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub uaa_client_secret: Option<Secret>,
+    /// File holding the UAA client secret (instead of --uaa.client-secret).
+    #[arg(
+        long = "uaa.client-secret-file",
+        env = "FIREHOSE_EXPORTER_UAA_CLIENT_SECRET_FILE",
+        value_name = "PATH",
+        conflicts_with = "uaa_client_secret"
+    )]
+    pub uaa_client_secret_file: Option<std::path::PathBuf>,
+    /// Traffic Controller URL: wss:// or https:// (TLS), ws:// or http:// (plain).
+    #[arg(
+        long = "doppler.url",
+        env = "FIREHOSE_EXPORTER_DOPPLER_URL",
+        value_name = "URL"
+    )]
+    pub doppler_url: Option<String>,
+    /// Firehose subscription id; connections sharing it split the stream.
+    #[arg(
+        long = "doppler.subscription-id",
+        env = "FIREHOSE_EXPORTER_DOPPLER_SUBSCRIPTION_ID",
+        default_value = "prometheus",
+        value_name = "ID"
+    )]
+    pub subscription_id: String,
+    /// First delay before reconnecting; doubles after each failure.
+    #[arg(
+        long = "doppler.min-retry-delay",
+        env = "FIREHOSE_EXPORTER_DOPPLER_MIN_RETRY_DELAY",
+        default_value = "500ms",
+        value_parser = parse_duration,
+        value_name = "DURATION"
+    )]
+    pub min_retry_delay: Duration,
+    /// Longest delay between reconnection attempts.
+    #[arg(
+        long = "doppler.max-retry-delay",
+        env = "FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_DELAY",
+        default_value = "60s",
+        value_parser = parse_duration,
+        value_name = "DURATION"
+    )]
+    pub max_retry_delay: Duration,
+    /// Do not verify TLS certificates of UAA and the Traffic Controller.
+    #[arg(long = "skip-ssl-verify", env = "FIREHOSE_EXPORTER_SKIP_SSL_VERIFY")]
+    pub skip_ssl_verify: bool,
+}
+
+/// Settings shared by the exporter and the demo.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Series not updated for this long disappear.
+    #[arg(
+        long = "metrics.expiration",
+        alias = "doppler.metric-expiration",
+        env = "FIREHOSE_EXPORTER_METRICS_EXPIRATION",
+        default_value = "10m",
+        value_parser = parse_duration,
+        value_name = "DURATION"
+    )]
+    pub expiration: Duration,
+    /// Adds a constant environment="<value>" label to every relayed series.
+    #[arg(
+        long = "metrics.environment",
+        env = "FIREHOSE_EXPORTER_METRICS_ENVIRONMENT",
+        value_name = "NAME"
+    )]
+    pub environment: Option<String>,
+    /// Address to serve metrics on; ":9186" means every interface.
+    #[arg(
+        long = "web.listen-address",
+        env = "FIREHOSE_EXPORTER_WEB_LISTEN_ADDRESS",
+        default_value = ":9186",
+        value_parser = parse_listen_address,
+        value_name = "ADDR"
+    )]
+    pub listen_address: SocketAddr,
+    /// Path under which to serve metrics.
+    #[arg(
+        long = "web.telemetry-path",
+        env = "FIREHOSE_EXPORTER_WEB_TELEMETRY_PATH",
+        default_value = "/metrics",
+        value_parser = parse_telemetry_path,
+        value_name = "PATH"
+    )]
+    pub telemetry_path: String,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(
+        long = "log.level",
+        env = "FIREHOSE_EXPORTER_LOG_LEVEL",
+        default_value = "info",
+        value_parser = ["error", "warn", "info", "debug", "trace"],
+        value_name = "LEVEL"
+    )]
+    pub log_level: String,
+    /// Log format: logfmt or json.
+    #[arg(
+        long = "log.format",
+        env = "FIREHOSE_EXPORTER_LOG_FORMAT",
+        default_value = "logfmt",
+        value_parser = ["logfmt", "json"],
+        value_name = "FORMAT"
+    )]
+    pub log_format: String,
+}
+
+/// The simulated foundation's workload.
+#[derive(Debug, Clone, Args)]
+pub struct WorkloadArgs {
+    /// Envelopes per second the simulated Firehose sends.
+    #[arg(
+        long = "sim.rate",
+        env = "FIREHOSE_EXPORTER_SIM_RATE",
+        default_value_t = 2000
+    )]
+    pub rate: u32,
+    /// Diego cells in the simulated foundation.
+    #[arg(
+        long = "sim.cells",
+        env = "FIREHOSE_EXPORTER_SIM_CELLS",
+        default_value_t = 10
+    )]
+    pub cells: u32,
+    /// Applications running on the simulated foundation.
+    #[arg(
+        long = "sim.apps",
+        env = "FIREHOSE_EXPORTER_SIM_APPS",
+        default_value_t = 40
+    )]
+    pub apps: u32,
+    /// Seed of the simulated foundation's names, GUIDs and values.
+    #[arg(
+        long = "sim.seed",
+        env = "FIREHOSE_EXPORTER_SIM_SEED",
+        default_value_t = 1
+    )]
+    pub seed: u64,
+}
+
+/// `demo`: the exporter against a simulated foundation.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Store, web and log settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Simulated workload.
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+}
+
+/// `simulate`: the simulated foundation alone.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// Address of the simulated UAA.
+    #[arg(long = "sim.uaa-address", env = "FIREHOSE_EXPORTER_SIM_UAA_ADDRESS", default_value = "127.0.0.1:8080", value_parser = parse_listen_address)]
+    pub uaa_address: SocketAddr,
+    /// Address of the simulated Traffic Controller.
+    #[arg(long = "sim.doppler-address", env = "FIREHOSE_EXPORTER_SIM_DOPPLER_ADDRESS", default_value = "127.0.0.1:8081", value_parser = parse_listen_address)]
+    pub doppler_address: SocketAddr,
+    /// Client id the simulated UAA accepts.
+    #[arg(
+        long = "sim.client-id",
+        env = "FIREHOSE_EXPORTER_SIM_CLIENT_ID",
+        default_value = "firehose-exporter"
+    )]
+    pub client_id: String,
+    /// Client secret the simulated UAA accepts.
+    #[arg(
+        long = "sim.client-secret",
+        env = "FIREHOSE_EXPORTER_SIM_CLIENT_SECRET",
+        hide_env_values = true,
+        default_value = "sim-secret",
+        hide_default_value = true
+    )]
+    pub client_secret: Secret,
+    /// Lifetime of the tokens the simulated UAA issues.
+    #[arg(long = "sim.token-lifetime", env = "FIREHOSE_EXPORTER_SIM_TOKEN_LIFETIME", default_value = "1h", value_parser = parse_duration)]
+    pub token_lifetime: Duration,
+    /// Simulated workload.
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(
+        long = "log.level",
+        env = "FIREHOSE_EXPORTER_LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+}
+
+/// A secret string: never shown by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// A configuration problem, naming the flag at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{flag}: {problem}")]
+pub struct ConfigError {
+    /// The flag, e.g. `--doppler.url`.
+    pub flag: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(flag: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            flag,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Checked settings of the Firehose source.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// UAA token endpoint, `<uaa.url>/oauth/token`.
+    pub token_url: Url,
+    /// UAA client id.
+    pub client_id: String,
+    /// UAA client secret.
+    pub client_secret: Secret,
+    /// The Firehose websocket URL with path and query.
+    pub firehose_url: Url,
+    /// Subscription id (also in `firehose_url`).
+    pub subscription_id: String,
+    /// First reconnect delay.
+    pub min_retry_delay: Duration,
+    /// Cap of the reconnect delay.
+    pub max_retry_delay: Duration,
+    /// Skip TLS verification.
+    pub skip_ssl_verify: bool,
+}
+
+impl SourceArgs {
+    /// Checks the flags and builds the source settings.
+    pub fn resolve(&self) -> Result<SourceConfig, ConfigError> {
+        let uaa = self.uaa_url.as_deref().ok_or_else(|| {
+            ConfigError::new("--uaa.url", "required (or FIREHOSE_EXPORTER_UAA_URL)")
+        })?;
+        let client_id = self
+            .uaa_client_id
+            .clone()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "--uaa.client-id",
+                    "required (or FIREHOSE_EXPORTER_UAA_CLIENT_ID)",
+                )
+            })?;
+        let client_secret = match (&self.uaa_client_secret, &self.uaa_client_secret_file) {
+            (Some(secret), _) => secret.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_owned()))
+                .map_err(|e| {
+                    ConfigError::new(
+                        "--uaa.client-secret-file",
+                        format!("{}: {e}", path.display()),
+                    )
+                })?,
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "--uaa.client-secret",
+                    "required (or --uaa.client-secret-file, or FIREHOSE_EXPORTER_UAA_CLIENT_SECRET)",
+                ));
+            }
+        };
+        let doppler = self.doppler_url.as_deref().ok_or_else(|| {
+            ConfigError::new(
+                "--doppler.url",
+                "required (or FIREHOSE_EXPORTER_DOPPLER_URL)",
+            )
+        })?;
+        if self.subscription_id.is_empty() || self.subscription_id.contains(['/', '?', '#']) {
+            return Err(ConfigError::new(
+                "--doppler.subscription-id",
+                format!(
+                    "{:?} must be non-empty and hold no '/', '?' or '#'",
+                    self.subscription_id
+                ),
+            ));
+        }
+        if self.min_retry_delay.is_zero() || self.min_retry_delay > self.max_retry_delay {
+            return Err(ConfigError::new(
+                "--doppler.min-retry-delay",
+                "must be above zero and not above --doppler.max-retry-delay",
+            ));
+        }
+        Ok(SourceConfig {
+            token_url: token_url(uaa)?,
+            client_id,
+            client_secret,
+            firehose_url: firehose_url(doppler, &self.subscription_id)?,
+            subscription_id: self.subscription_id.clone(),
+            min_retry_delay: self.min_retry_delay,
+            max_retry_delay: self.max_retry_delay,
+            skip_ssl_verify: self.skip_ssl_verify,
+        })
+    }
+}
+
+/// `<uaa>/oauth/token` from a UAA base URL.
+pub fn token_url(uaa: &str) -> Result<Url, ConfigError> {
+    let flag = "--uaa.url";
+    let url = Url::parse(uaa)
+        .map_err(|e| ConfigError::new(flag, format!("{uaa:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+        return Err(ConfigError::new(
+            flag,
+            format!("{uaa:?} must be an https:// or http:// URL"),
+        ));
+    }
+    let base = url.as_str().trim_end_matches('/');
+    Url::parse(&format!("{base}/oauth/token")).map_err(|e| ConfigError::new(flag, e.to_string()))
+}
+
+/// The Firehose URL, `<doppler>/firehose/<id>?filter-type=metrics`, with the
+/// scheme turned into `wss` or `ws`.
+pub fn firehose_url(doppler: &str, subscription_id: &str) -> Result<Url, ConfigError> {
+    let flag = "--doppler.url";
+    let mut url = Url::parse(doppler)
+        .map_err(|e| ConfigError::new(flag, format!("{doppler:?} is not a URL: {e}")))?;
+    let scheme = match url.scheme() {
+        "wss" | "https" => "wss",
+        "ws" | "http" => "ws",
+        other => {
+            return Err(ConfigError::new(
+                flag,
+                format!("scheme {other:?} is not one of wss, https, ws, http"),
+            ));
+        }
+    };
+    if url.host().is_none() {
+        return Err(ConfigError::new(flag, format!("{doppler:?} has no host")));
+    }
+    let base = format!("{scheme}{}", &url.as_str()[url.scheme().len()..]);
+    url = Url::parse(base.trim_end_matches('/'))
+        .map_err(|e| ConfigError::new(flag, e.to_string()))?;
+    url.path_segments_mut()
+        .map_err(|_| ConfigError::new(flag, "cannot hold a path"))?
+        .pop_if_empty()
+        .extend(["firehose", subscription_id]);
+    url.set_query(Some("filter-type=metrics"));
+    Ok(url)
+}
+
+/// Parses a Go-style duration such as `500ms`, `10m` or `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 500ms, 30s or 10m ({e})"))
+}
+
+/// Parses a listen address; `:9186` means every interface.
+pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_owned()
+    };
+    full.parse()
+        .map_err(|_| format!("{s:?} is not host:port or :port"))
+}
+
+fn parse_telemetry_path(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') || s.len() < 2 || s.contains(['?', '#', ' ']) {
+        return Err(format!("{s:?} must be a path like /metrics"));
+    }
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("cf-firehose-exporter").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn firehose_url_schemes() {
+        let u = |d| firehose_url(d, "prometheus").map(|u| u.to_string());
+        assert_eq!(
+            u("wss://doppler.sys:443").unwrap(),
+            "wss://doppler.sys/firehose/prometheus?filter-type=metrics"
+        );
+        assert_eq!(
+            u("https://doppler.sys:4443/").unwrap(),
+            "wss://doppler.sys:4443/firehose/prometheus?filter-type=metrics"
+        );
+        assert_eq!(
+            u("http://127.0.0.1:8081").unwrap(),
+            "ws://127.0.0.1:8081/firehose/prometheus?filter-type=metrics"
+        );
+        assert_eq!(
+            u("ws://tc/base").unwrap(),
+            "ws://tc/base/firehose/prometheus?filter-type=metrics"
+        );
+        let err = u("ftp://doppler.sys").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "--doppler.url: scheme \"ftp\" is not one of wss, https, ws, http"
+        );
+        assert!(
+            u("not a url")
+                .unwrap_err()
+                .to_string()
+                .starts_with("--doppler.url: ")
+        );
+    }
+
+    #[test]
+    fn token_url_appends_path() {
+        assert_eq!(
+            token_url("https://uaa.sys/").unwrap().as_str(),
+            "https://uaa.sys/oauth/token"
+        );
+        assert!(
+            token_url("wss://uaa.sys")
+                .unwrap_err()
+                .to_string()
+                .starts_with("--uaa.url: ")
+        );
+    }
+
+    #[test]
+    fn defaults_and_listen_address() {
+        let cli = parse(&[]).unwrap();
+        assert_eq!(cli.common.listen_address, "0.0.0.0:9186".parse().unwrap());
+        assert_eq!(cli.common.telemetry_path, "/metrics");
+        assert_eq!(cli.common.expiration, Duration::from_secs(600));
+        assert_eq!(cli.source.subscription_id, "prometheus");
+        assert_eq!(cli.source.min_retry_delay, Duration::from_millis(500));
+        let cli = parse(&["--doppler.metric-expiration", "1m30s"]).unwrap();
+        assert_eq!(cli.common.expiration, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn bad_flags_name_themselves() {
+        let err = parse(&["--metrics.expiration", "soon"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.lines().next().unwrap().contains("--metrics.expiration"),
+            "{err}"
+        );
+        let err = parse(&["--web.listen-address", "nowhere"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.lines().next().unwrap().contains("--web.listen-address"),
+            "{err}"
+        );
+        let err = parse(&[])
+            .unwrap()
+            .source
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "--uaa.url: required (or FIREHOSE_EXPORTER_UAA_URL)");
+    }
+
+    #[test]
+    fn secrets_do_not_show() {
+        let cli = parse(&[
+            "--uaa.url=https://uaa",
+            "--uaa.client-id=c",
+            "--uaa.client-secret=hunter2",
+            "--doppler.url=wss://tc",
+        ])
+        .unwrap();
+        let resolved = cli.source.resolve().unwrap();
+        assert!(!format!("{cli:?}{resolved:?}").contains("hunter2"));
+        assert_eq!(resolved.client_secret.expose(), "hunter2");
+    }
+}
