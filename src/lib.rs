@@ -6,5 +6,7 @@ pub mod config;
 pub mod envelope;
 pub mod exposition;
 pub mod naming;
+pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod uaa;

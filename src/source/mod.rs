@@ -1,0 +1,78 @@
+//! Sources of envelopes. Each transport owns its connections and reconnects;
+//! all of them hand raw frames in batches to decoding through a bounded
+//! queue, and never block on it.
+
+pub mod backoff;
+pub mod firehose;
+mod tls;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+
+use crate::telemetry::Telemetry;
+
+/// Frames read together, handed to decoding in one queue slot.
+pub type FrameBatch = Vec<Bytes>;
+
+/// Most frames put in one batch.
+pub const MAX_BATCH: usize = 512;
+
+/// What a source is doing, for the landing page, readiness and `up`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamState {
+    /// Not connected yet.
+    Starting,
+    /// Fetching a token or opening the websocket.
+    Connecting,
+    /// Connected and reading frames.
+    Streaming,
+    /// Waiting before the next attempt; the text says why.
+    BackingOff(String),
+    /// Shut down.
+    Stopped,
+}
+
+impl std::fmt::Display for StreamState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StreamState::Starting => f.write_str("starting"),
+            StreamState::Connecting => f.write_str("connecting"),
+            StreamState::Streaming => f.write_str("streaming"),
+            StreamState::BackingOff(why) => write!(f, "reconnecting after: {why}"),
+            StreamState::Stopped => f.write_str("stopped"),
+        }
+    }
+}
+
+/// The sending half of the queue from a source to decoding. Full means drop
+/// and count: the socket must keep being read so pings get answered.
+#[derive(Debug, Clone)]
+pub struct FrameSender {
+    tx: mpsc::Sender<FrameBatch>,
+    telemetry: Telemetry,
+}
+
+impl FrameSender {
+    /// A bounded queue of `capacity` batches.
+    pub fn channel(capacity: usize, telemetry: Telemetry) -> (Self, mpsc::Receiver<FrameBatch>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Self { tx, telemetry }, rx)
+    }
+
+    /// Hands over a batch without waiting. Returns false once decoding is gone.
+    pub fn send(&self, batch: FrameBatch) -> bool {
+        match self.tx.try_send(batch) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(batch)) => {
+                self.telemetry
+                    .envelopes_dropped("queue_full")
+                    .inc_by(batch.len() as u64);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// Shared view of a source's state.
+pub type StateSender = watch::Sender<StreamState>;
