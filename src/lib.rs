@@ -2,10 +2,14 @@
 //! serves every metric it carries to Prometheus under its own name.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod config;
 pub mod envelope;
 pub mod exposition;
+pub mod ingest;
 pub mod naming;
+pub mod server;
+pub mod sim;
 pub mod source;
 pub mod store;
 pub mod telemetry;

@@ -87,7 +87,9 @@ pub struct FirehoseSource {
 
 impl std::fmt::Debug for FirehoseSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FirehoseSource").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("FirehoseSource")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 

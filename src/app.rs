@@ -1,0 +1,190 @@
+//! The exporter assembled: source → ingest → store ← exposition ← HTTP.
+//! `main` parses flags and calls [`run`]; tests call [`Exporter::start`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{CommonArgs, SourceConfig};
+use crate::exposition::Exposition;
+use crate::ingest::Ingest;
+use crate::naming::native::NativeScheme;
+use crate::server::{self, AppState};
+use crate::source::firehose::FirehoseSource;
+use crate::source::{FrameSender, StreamState};
+use crate::store::SeriesStore;
+use crate::telemetry::Telemetry;
+use crate::uaa::TokenSource;
+
+/// Batches that may wait between reading and decoding.
+const QUEUE_BATCHES: usize = 1024;
+
+/// Everything the exporter needs to run.
+#[derive(Debug, Clone)]
+pub struct ExporterConfig {
+    /// UAA and Firehose.
+    pub source: SourceConfig,
+    /// Series not updated for this long disappear.
+    pub expiration: Duration,
+    /// Optional constant `environment` label.
+    pub environment: Option<String>,
+    /// Where to serve.
+    pub listen_address: SocketAddr,
+    /// Path of the metrics.
+    pub telemetry_path: String,
+}
+
+impl ExporterConfig {
+    /// Settings from the shared flags and a checked source.
+    pub fn new(source: SourceConfig, common: &CommonArgs) -> Self {
+        Self {
+            source,
+            expiration: common.expiration,
+            environment: common.environment.clone(),
+            listen_address: common.listen_address,
+            telemetry_path: common.telemetry_path.clone(),
+        }
+    }
+}
+
+/// Why the exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address is taken or not ours.
+    #[error("--web.listen-address: cannot listen on {address}: {error}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// TLS or HTTP client set-up failed.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A running exporter.
+#[derive(Debug)]
+pub struct Exporter {
+    /// The address /metrics is served on (the real port when 0 was asked).
+    pub address: SocketAddr,
+    /// The series store.
+    pub store: Arc<SeriesStore>,
+    /// The self metrics.
+    pub telemetry: Telemetry,
+    /// The source's state.
+    pub stream: watch::Receiver<StreamState>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Exporter {
+    /// Binds the listener and starts every task.
+    pub async fn start(config: ExporterConfig) -> Result<Self, StartError> {
+        let telemetry = Telemetry::new();
+        let store = Arc::new(SeriesStore::new(config.expiration, telemetry.clone()));
+        let (state_tx, state_rx) = watch::channel(StreamState::Starting);
+        let listener = TcpListener::bind(config.listen_address)
+            .await
+            .map_err(|error| StartError::Listen {
+                address: config.listen_address,
+                error,
+            })?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| StartError::Setup(e.to_string()))?;
+
+        let tokens = Arc::new(
+            TokenSource::new(&config.source, telemetry.clone())
+                .map_err(|e| StartError::Setup(e.to_string()))?,
+        );
+        let (frames, frames_rx) = FrameSender::channel(QUEUE_BATCHES, telemetry.clone());
+        let source =
+            FirehoseSource::new(&config.source, tokens, frames, telemetry.clone(), state_tx)
+                .map_err(StartError::Setup)?;
+        let ingest = Ingest::new(
+            NativeScheme::new(config.environment.clone()),
+            store.clone(),
+            telemetry.clone(),
+        );
+
+        let state = Arc::new(AppState {
+            exposition: Exposition::new(store.clone(), telemetry.clone()),
+            store: store.clone(),
+            stream: state_rx.clone(),
+            telemetry_path: config.telemetry_path.clone(),
+        });
+        let shutdown = CancellationToken::new();
+        let http_shutdown = shutdown.clone();
+        let tasks = vec![
+            tokio::spawn(source.run(shutdown.clone())),
+            tokio::spawn(ingest.run(frames_rx)),
+            tokio::spawn(async move {
+                if let Err(error) =
+                    server::serve(listener, server::router(state), http_shutdown).await
+                {
+                    tracing::error!(%error, "HTTP server failed");
+                }
+            }),
+        ];
+        let sweeper = tokio::spawn(store.clone().run_sweeper());
+        let sweeper_stop = shutdown.clone();
+        let mut tasks = tasks;
+        tasks.push(tokio::spawn(async move {
+            sweeper_stop.cancelled().await;
+            sweeper.abort();
+        }));
+        tracing::info!(
+            address = %address,
+            path = %config.telemetry_path,
+            firehose = %config.source.firehose_url,
+            "serving metrics"
+        );
+        Ok(Self {
+            address,
+            store,
+            telemetry,
+            stream: state_rx,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// A handle that stops the exporter when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Runs until the shutdown token is cancelled, then closes the websocket
+    /// and stops serving.
+    pub async fn wait(self) {
+        self.shutdown.cancelled().await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        tracing::info!("stopped");
+    }
+
+    /// Stops now.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+}
+
+/// Runs the exporter until `shutdown` is cancelled.
+pub async fn run(config: ExporterConfig, shutdown: CancellationToken) -> Result<(), StartError> {
+    let exporter = Exporter::start(config).await?;
+    let token = exporter.shutdown_token();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        token.cancel();
+    });
+    exporter.wait().await;
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! Ingestion: frames from a source are decoded, translated under the naming
+//! scheme and applied to the store, with every rejection counted.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::mpsc;
+
+use crate::envelope::{self, DecodeError};
+use crate::naming::SeriesUpdate;
+use crate::naming::native::NativeScheme;
+use crate::source::FrameBatch;
+use crate::store::SeriesStore;
+use crate::telemetry::Telemetry;
+
+/// Counters looked up once, not per envelope.
+#[derive(Debug, Clone)]
+struct Counters {
+    /// By event type number 4..=9; index 0 for anything else.
+    received: [Counter; 7],
+    unknown_event_type: Counter,
+    missing_field: Counter,
+    decode_errors: Counter,
+}
+
+impl Counters {
+    fn new(t: &Telemetry) -> Self {
+        let received =
+            [0, 4, 5, 6, 7, 8, 9].map(|n| t.envelopes_received(envelope::event_type_name(n)));
+        Self {
+            received,
+            unknown_event_type: t.envelopes_dropped("unknown_event_type"),
+            missing_field: t.envelopes_dropped("missing_field"),
+            decode_errors: t.decode_errors.clone(),
+        }
+    }
+}
+
+/// Decodes, translates and stores frames.
+#[derive(Debug)]
+pub struct Ingest {
+    scheme: NativeScheme,
+    store: Arc<SeriesStore>,
+    telemetry: Telemetry,
+    counters: Counters,
+    updates: Vec<SeriesUpdate>,
+}
+
+impl Ingest {
+    /// Ingests into `store` under `scheme`.
+    pub fn new(scheme: NativeScheme, store: Arc<SeriesStore>, telemetry: Telemetry) -> Self {
+        let counters = Counters::new(&telemetry);
+        Self {
+            scheme,
+            store,
+            telemetry,
+            counters,
+            updates: Vec::new(),
+        }
+    }
+
+    /// Handles one frame: a malformed or unusable one is counted and skipped.
+    pub fn frame(&mut self, frame: &[u8], now: tokio::time::Instant) {
+        let envelope = match envelope::decode(frame) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                let counter = match error {
+                    DecodeError::Malformed(_) => &self.counters.decode_errors,
+                    DecodeError::UnknownEventType(_) => &self.counters.unknown_event_type,
+                    DecodeError::MissingField { .. } => &self.counters.missing_field,
+                };
+                counter.inc();
+                return;
+            }
+        };
+        let slot = match envelope.event_type {
+            n @ 4..=9 => (n - 3) as usize,
+            _ => 0,
+        };
+        self.counters.received[slot].inc();
+        self.scheme.translate(&envelope, &mut self.updates);
+        for update in self.updates.drain(..) {
+            self.store.apply(update, now);
+        }
+    }
+
+    /// Handles a batch and records the time of its arrival.
+    pub fn batch(&mut self, batch: &[Bytes]) {
+        let now = tokio::time::Instant::now();
+        for frame in batch {
+            self.frame(frame, now);
+        }
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        self.telemetry
+            .last_envelope_timestamp
+            .set(unix.as_secs_f64());
+    }
+
+    /// Consumes batches until every sender is gone.
+    pub async fn run(mut self, mut frames: mpsc::Receiver<FrameBatch>) {
+        while let Some(batch) = frames.recv().await {
+            self.batch(&batch);
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The HTTP side: `/metrics` (path configurable), a landing page, liveness
+//! and readiness.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::exposition::{Exposition, TEXT_CONTENT_TYPE};
+use crate::source::StreamState;
+use crate::store::SeriesStore;
+
+/// What the handlers read.
+#[derive(Debug)]
+pub struct AppState {
+    /// Encoder of the scrape body.
+    pub exposition: Exposition,
+    /// For the landing page's counts.
+    pub store: Arc<SeriesStore>,
+    /// The source's state.
+    pub stream: watch::Receiver<StreamState>,
+    /// Where metrics are served.
+    pub telemetry_path: String,
+}
+
+/// The routes, without a socket: usable with `tower::ServiceExt::oneshot`.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(&state.telemetry_path, get(metrics))
+        .route("/", get(landing))
+        .route("/-/healthy", get(|| async { "OK\n" }))
+        .route("/-/ready", get(ready))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    // Encoding is CPU work proportional to the store: keep it off the
+    // runtime's worker threads.
+    let body = tokio::task::spawn_blocking(move || state.exposition.encode_text()).await;
+    match body {
+        Ok(body) => ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], body).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("scrape failed: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let stream = state.stream.borrow().clone();
+    let status = if stream == StreamState::Streaming {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, format!("{stream}\n")).into_response()
+}
+
+async fn landing(State(state): State<Arc<AppState>>) -> Html<String> {
+    let stream = state.stream.borrow().to_string();
+    let path = escape(&state.telemetry_path);
+    Html(format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>cf-firehose-exporter</title></head>\n\
+         <body><h1>cf-firehose-exporter</h1>\n\
+         <p>Cloud Foundry Firehose metrics for Prometheus, version {version}.</p>\n\
+         <p>Firehose: <strong id=\"state\">{stream}</strong></p>\n\
+         <p>Series held: {series}</p>\n\
+         <p><a href=\"{path}\">Metrics</a> · <a href=\"/-/ready\">Readiness</a> · <a href=\"/-/healthy\">Liveness</a></p>\n\
+         </body></html>\n",
+        version = env!("CARGO_PKG_VERSION"),
+        stream = escape(&stream),
+        series = state.store.len(),
+    ))
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::Telemetry;
+    use axum::body::Body;
+    use axum::http::Request;
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    fn app(stream: StreamState) -> (Router, watch::Sender<StreamState>) {
+        let telemetry = Telemetry::new();
+        let store = Arc::new(SeriesStore::new(Duration::from_secs(60), telemetry.clone()));
+        let (tx, rx) = watch::channel(stream);
+        let state = AppState {
+            exposition: Exposition::new(store.clone(), telemetry),
+            store,
+            stream: rx,
+            telemetry_path: "/custom".into(),
+        };
+        (router(Arc::new(state)), tx)
+    }
+
+    async fn get(router: &Router, path: &str) -> (StatusCode, String, Option<String>) {
+        let response = router
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            String::from_utf8(body.to_vec()).unwrap(),
+            content_type,
+        )
+    }
+
+    #[tokio::test]
+    async fn metrics_on_the_configured_path_with_the_text_content_type() {
+        let (router, _tx) = app(StreamState::Starting);
+        let (status, body, content_type) = get(&router, "/custom").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            content_type.as_deref(),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        assert!(body.contains("cf_firehose_exporter_up 0\n"), "{body}");
+        assert_eq!(get(&router, "/metrics").await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn landing_links_metrics_and_shows_state_escaped() {
+        let (router, tx) = app(StreamState::BackingOff("<b>401</b>".into()));
+        let (status, body, _) = get(&router, "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("<a href=\"/custom\">Metrics</a>"), "{body}");
+        assert!(
+            body.contains("reconnecting after: &lt;b&gt;401&lt;/b&gt;"),
+            "{body}"
+        );
+        tx.send_replace(StreamState::Streaming);
+        assert!(
+            get(&router, "/")
+                .await
+                .1
+                .contains("<strong id=\"state\">streaming</strong>")
+        );
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_stream_and_liveness_does_not() {
+        let (router, tx) = app(StreamState::Connecting);
+        assert_eq!(
+            get(&router, "/-/ready").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(get(&router, "/-/healthy").await.0, StatusCode::OK);
+        tx.send_replace(StreamState::Streaming);
+        assert_eq!(
+            get(&router, "/-/ready").await,
+            (
+                StatusCode::OK,
+                "streaming\n".into(),
+                Some("text/plain; charset=utf-8".into())
+            )
+        );
+    }
+}

@@ -1,0 +1,151 @@
+//! A UAA token endpoint: `POST /oauth/token` with client credentials by HTTP
+//! Basic or in the form, answering as UAA does.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine;
+use tokio::net::TcpListener;
+
+use super::{SimClient, TokenBook};
+
+/// A running simulated UAA.
+#[derive(Debug)]
+pub struct SimUaa {
+    /// Where it listens.
+    pub address: SocketAddr,
+    inner: Arc<Inner>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: SimClient,
+    book: Arc<TokenBook>,
+    refused: AtomicU64,
+}
+
+impl SimUaa {
+    /// Serves on `address`, issuing tokens into `book`.
+    pub async fn start(
+        address: SocketAddr,
+        client: SimClient,
+        book: Arc<TokenBook>,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(address).await?;
+        let address = listener.local_addr()?;
+        let inner = Arc::new(Inner {
+            client,
+            book,
+            refused: AtomicU64::new(0),
+        });
+        let app = Router::new()
+            .route("/oauth/token", post(token))
+            .with_state(inner.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            address,
+            inner,
+            task,
+        })
+    }
+
+    /// Tokens issued so far.
+    pub fn tokens_issued(&self) -> u64 {
+        self.inner.book.issued()
+    }
+
+    /// Requests refused for bad credentials.
+    pub fn refused(&self) -> u64 {
+        self.inner.refused.load(Ordering::Relaxed)
+    }
+
+    /// Revokes every token issued so far: the Traffic Controller will refuse them.
+    pub fn revoke_all(&self) {
+        self.inner.book.revoke_all();
+    }
+}
+
+impl Drop for SimUaa {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn token(
+    State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({
+                "error": "unsupported_grant_type",
+                "error_description": "Only client_credentials is served here"
+            })),
+        )
+            .into_response();
+    }
+    let credentials = basic_credentials(&headers).or_else(|| {
+        Some((
+            form.get("client_id")?.clone(),
+            form.get("client_secret")?.clone(),
+        ))
+    });
+    let accepted = credentials.is_some_and(|(id, secret)| {
+        id == inner.client.id && secret == inner.client.secret.expose()
+    });
+    if !accepted {
+        inner.refused.fetch_add(1, Ordering::Relaxed);
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                "Basic realm=\"UAA/client\", error=\"unauthorized\", error_description=\"Bad credentials\"",
+            )],
+            axum::Json(serde_json::json!({"error": "unauthorized", "error_description": "Bad credentials"})),
+        )
+            .into_response();
+    }
+    let lifetime = inner.client.token_lifetime;
+    let access_token = inner.book.issue(lifetime);
+    axum::Json(serde_json::json!({
+        "access_token": access_token,
+        "token_type": "bearer",
+        "expires_in": lifetime.as_secs().max(1),
+        "scope": "doppler.firehose uaa.none",
+        "jti": format!("{:032x}", rand::random::<u128>()),
+    }))
+    .into_response()
+}
+
+/// Id and secret from `Authorization: Basic`, each form-decoded as RFC 6749 asks.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    Some((form_decode(id), form_decode(secret)))
+}
+
+fn form_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("v={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
