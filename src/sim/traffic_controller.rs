@@ -311,11 +311,7 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream) {
         .unwrap_or_else(|e| e.into_inner())
         .entry(key.clone())
         .or_default()
-        .push(Subscriber {
-            id,
-            filter: subscription.filter,
-            tx,
-        });
+        .push(Subscriber { id, tx });
 
     let (mut sink, mut incoming) = socket.split();
     let settings = inner.settings.clone();
