@@ -1,0 +1,108 @@
+//! `demo` and `simulate`: the simulated foundation on its own, or with the
+//! exporter reading from it, on loopback.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::app::{Exporter, ExporterConfig, StartError};
+use crate::config::{CommonArgs, SimulateArgs, SourceArgs, WorkloadArgs};
+use crate::sim::traffic_controller::TcSettings;
+use crate::sim::workload::Workload;
+use crate::sim::{Foundation, SimClient, pacer};
+
+/// A simulated foundation with its workload flowing.
+#[derive(Debug)]
+pub struct Simulation {
+    /// The servers.
+    pub foundation: std::sync::Arc<Foundation>,
+    pacer: JoinHandle<()>,
+}
+
+impl Simulation {
+    /// Starts the servers on the given addresses and the workload at its rate.
+    pub async fn start(
+        uaa_address: SocketAddr,
+        tc_address: SocketAddr,
+        client: SimClient,
+        workload: &WorkloadArgs,
+    ) -> std::io::Result<Self> {
+        let foundation = std::sync::Arc::new(
+            Foundation::start(uaa_address, tc_address, client, TcSettings::default()).await?,
+        );
+        let stream = Workload::new(workload);
+        tracing::info!(
+            series = stream.round_len(),
+            rate = workload.rate,
+            cells = workload.cells,
+            apps = workload.apps,
+            "simulated foundation ready"
+        );
+        let sending = foundation.clone();
+        let rate = workload.rate;
+        let pacer =
+            tokio::spawn(
+                async move { pacer::run(stream, &sending.traffic_controller, rate).await },
+            );
+        Ok(Self { foundation, pacer })
+    }
+}
+
+impl Drop for Simulation {
+    fn drop(&mut self) {
+        self.pacer.abort();
+    }
+}
+
+/// The exporter reading a simulated foundation.
+#[derive(Debug)]
+pub struct Demo {
+    /// The simulated foundation.
+    pub simulation: Simulation,
+    /// The exporter.
+    pub exporter: Exporter,
+}
+
+/// Starts a simulated foundation on loopback and the exporter against it.
+pub async fn start_demo(common: &CommonArgs, workload: &WorkloadArgs) -> Result<Demo, StartError> {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let client = SimClient::default();
+    let simulation = Simulation::start(loopback, loopback, client.clone(), workload)
+        .await
+        .map_err(|e| StartError::Setup(format!("cannot start the simulated foundation: {e}")))?;
+    let source = SourceArgs {
+        uaa_url: Some(simulation.foundation.uaa_url()),
+        uaa_client_id: Some(client.id.clone()),
+        uaa_client_secret: Some(client.secret.clone()),
+        uaa_client_secret_file: None,
+        doppler_url: Some(simulation.foundation.doppler_url()),
+        subscription_id: "prometheus".into(),
+        min_retry_delay: Duration::from_millis(500),
+        max_retry_delay: Duration::from_secs(5),
+        skip_ssl_verify: false,
+    }
+    .resolve()
+    .map_err(|e| StartError::Setup(e.to_string()))?;
+    let exporter = Exporter::start(ExporterConfig::new(source, common)).await?;
+    Ok(Demo {
+        simulation,
+        exporter,
+    })
+}
+
+/// Starts the simulated foundation as `simulate` describes it.
+pub async fn start_simulation(args: &SimulateArgs) -> std::io::Result<Simulation> {
+    let client = SimClient {
+        id: args.client_id.clone(),
+        secret: args.client_secret.clone(),
+        token_lifetime: args.token_lifetime,
+    };
+    Simulation::start(
+        args.uaa_address,
+        args.doppler_address,
+        client,
+        &args.workload,
+    )
+    .await
+}

@@ -1,0 +1,227 @@
+//! A strict parser of the Prometheus text format 0.0.4, for checking what
+//! /metrics serves: every line must be valid, families contiguous, one TYPE
+//! and one HELP per family, no duplicate series, no duplicate label.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// One sample line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A parsed body.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    pub samples: Vec<Sample>,
+    pub types: HashMap<String, String>,
+    pub help: HashMap<String, String>,
+}
+
+impl Exposition {
+    /// Samples named `name` whose labels include every pair of `labels`.
+    pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Vec<&Sample> {
+        self.samples
+            .iter()
+            .filter(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect()
+    }
+
+    /// The value of the one sample matching, panicking with the body's names otherwise.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found = self.find(name, labels);
+        assert!(
+            found.len() <= 1,
+            "{} samples match {name} {labels:?}",
+            found.len()
+        );
+        found.first().map(|s| s.value)
+    }
+}
+
+fn is_metric_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with("__")
+}
+
+fn parse_value(s: &str) -> Result<f64, String> {
+    match s {
+        "NaN" => Ok(f64::NAN),
+        "+Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        _ => s.parse::<f64>().map_err(|_| format!("bad value {s:?}")),
+    }
+}
+
+/// Parses `{a="b",...}` starting after the name; returns labels and the rest.
+fn parse_labels(s: &str) -> Result<(BTreeMap<String, String>, &str), String> {
+    let mut labels = BTreeMap::new();
+    let Some(mut rest) = s.strip_prefix('{') else {
+        return Ok((labels, s));
+    };
+    loop {
+        if let Some(after) = rest.strip_prefix('}') {
+            return Ok((labels, after));
+        }
+        let eq = rest.find('=').ok_or("label without '='")?;
+        let name = &rest[..eq];
+        if !is_label_name(name) {
+            return Err(format!("bad label name {name:?}"));
+        }
+        rest = rest[eq + 1..]
+            .strip_prefix('"')
+            .ok_or("label value without quote")?;
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next() {
+                None => return Err("unterminated label value".into()),
+                Some((i, '"')) => break i,
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, '\\')) => value.push('\\'),
+                    Some((_, '"')) => value.push('"'),
+                    Some((_, 'n')) => value.push('\n'),
+                    other => return Err(format!("bad escape {other:?}")),
+                },
+                Some((_, '\n')) => return Err("raw newline in label value".into()),
+                Some((_, c)) => value.push(c),
+            }
+        };
+        if labels.insert(name.to_owned(), value).is_some() {
+            return Err(format!("duplicate label {name}"));
+        }
+        rest = &rest[end + 1..];
+        if let Some(after) = rest.strip_prefix(',') {
+            rest = after;
+        } else if !rest.starts_with('}') {
+            return Err("expected ',' or '}' after a label".into());
+        }
+    }
+}
+
+/// Parses and checks a whole body.
+pub fn parse(body: &str) -> Result<Exposition, String> {
+    if !body.is_empty() && !body.ends_with('\n') {
+        return Err("body does not end with a newline".into());
+    }
+    let mut out = Exposition::default();
+    let mut finished: HashSet<String> = HashSet::new();
+    let mut current: Option<String> = None;
+    let mut seen: HashSet<(String, Vec<(String, String)>)> = HashSet::new();
+    let mut enter = |family: &str, current: &mut Option<String>| -> Result<(), String> {
+        if current.as_deref() != Some(family) {
+            if finished.contains(family) {
+                return Err(format!("family {family} is not contiguous"));
+            }
+            if let Some(previous) = current.take() {
+                finished.insert(previous);
+            }
+            *current = Some(family.to_owned());
+        }
+        Ok(())
+    };
+    for (n, line) in body.lines().enumerate() {
+        let fail = |e: String| format!("line {}: {e}: {line:?}", n + 1);
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            if !is_metric_name(name) {
+                return Err(fail(format!("bad name {name:?}")));
+            }
+            enter(name, &mut current).map_err(fail)?;
+            if out.help.insert(name.to_owned(), text.to_owned()).is_some() {
+                return Err(fail(format!("second HELP for {name}")));
+            }
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest
+                .split_once(' ')
+                .ok_or_else(|| fail("TYPE without type".into()))?;
+            if !is_metric_name(name) {
+                return Err(fail(format!("bad name {name:?}")));
+            }
+            if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
+                return Err(fail(format!("bad type {kind:?}")));
+            }
+            enter(name, &mut current).map_err(fail)?;
+            if out.types.insert(name.to_owned(), kind.to_owned()).is_some() {
+                return Err(fail(format!("second TYPE for {name}")));
+            }
+            if out.samples.iter().any(|s| s.name == name) {
+                return Err(fail(format!("TYPE for {name} after its samples")));
+            }
+        } else if line.starts_with('#') || line.is_empty() {
+            continue;
+        } else {
+            let name_end = line
+                .find(['{', ' '])
+                .ok_or_else(|| fail("sample without value".into()))?;
+            let name = &line[..name_end];
+            if !is_metric_name(name) {
+                return Err(fail(format!("bad name {name:?}")));
+            }
+            let (labels, rest) = parse_labels(&line[name_end..]).map_err(fail)?;
+            let mut parts = rest
+                .strip_prefix(' ')
+                .ok_or_else(|| fail("no space before value".into()))?
+                .split(' ');
+            let value = parse_value(parts.next().unwrap_or("")).map_err(fail)?;
+            if let Some(ts) = parts.next() {
+                ts.parse::<i64>()
+                    .map_err(|_| fail(format!("bad timestamp {ts:?}")))?;
+            }
+            if parts.next().is_some() {
+                return Err(fail("trailing text".into()));
+            }
+            enter(name, &mut current).map_err(fail)?;
+            let key = (name.to_owned(), labels.clone().into_iter().collect());
+            if !seen.insert(key) {
+                return Err(fail("duplicate series".into()));
+            }
+            out.samples.push(Sample {
+                name: name.to_owned(),
+                labels,
+                value,
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn the_parser_rejects_what_it_must() {
+    assert!(parse("a 1\n").is_ok());
+    assert!(parse("a{b=\"x\\\"y\"} 1\n").is_ok());
+    assert_eq!(
+        parse("a{b=\"x\\\"y\\\\z\\nw\"} 1\n").unwrap().samples[0].labels["b"],
+        "x\"y\\z\nw"
+    );
+    for bad in [
+        "a 1",
+        "a{b=\"1\" 1\n",
+        "a{b=\"1\",b=\"2\"} 1\n",
+        "a{__b=\"1\"} 1\n",
+        "1a 1\n",
+        "a{b=\"\\x\"} 1\n",
+        "a 1\nb 1\na 2\n",
+        "a 1\na 2\n",
+        "# TYPE a gauge\n# TYPE a counter\n",
+        "a one\n",
+        "a-b 1\n",
+    ] {
+        assert!(parse(bad).is_err(), "{bad:?} should be rejected");
+    }
+}

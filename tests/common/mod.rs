@@ -1,0 +1,159 @@
+//! Shared pieces of the integration tests: a simulated foundation and an
+//! exporter reading it, all on loopback ports chosen by the system.
+#![allow(dead_code)]
+
+pub mod exposition;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cf_firehose_exporter::app::{Exporter, ExporterConfig};
+use cf_firehose_exporter::config::SourceArgs;
+use cf_firehose_exporter::envelope::Envelope;
+use cf_firehose_exporter::sim::traffic_controller::{FrameKind, TcSettings};
+use cf_firehose_exporter::sim::{Foundation, SimClient};
+use prost::Message;
+
+pub use exposition::Exposition;
+
+/// Longest any test waits for a condition.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A simulated foundation and an exporter connected to it.
+pub struct Harness {
+    pub foundation: Foundation,
+    pub exporter: Exporter,
+    http: reqwest::Client,
+}
+
+/// Exporter settings pointing at `foundation`, serving on a free loopback port.
+pub fn config_for(foundation: &Foundation, expiration: Duration) -> ExporterConfig {
+    let source = SourceArgs {
+        uaa_url: Some(foundation.uaa_url()),
+        uaa_client_id: Some(foundation.client.id.clone()),
+        uaa_client_secret: Some(foundation.client.secret.clone()),
+        uaa_client_secret_file: None,
+        doppler_url: Some(foundation.doppler_url()),
+        subscription_id: "prometheus".into(),
+        min_retry_delay: Duration::from_millis(50),
+        max_retry_delay: Duration::from_millis(500),
+        skip_ssl_verify: false,
+    }
+    .resolve()
+    .expect("valid source settings");
+    ExporterConfig {
+        source,
+        expiration,
+        environment: None,
+        listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+        telemetry_path: "/metrics".into(),
+    }
+}
+
+impl Harness {
+    /// Starts both and waits for the exporter's connection.
+    pub async fn start() -> Self {
+        Self::start_with(SimClient::default(), TcSettings::default(), |c| c).await
+    }
+
+    /// Starts with a given client, keepalive and a tweak of the exporter's settings.
+    pub async fn start_with(
+        client: SimClient,
+        tc: TcSettings,
+        tweak: impl FnOnce(ExporterConfig) -> ExporterConfig,
+    ) -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let foundation = Foundation::start(any, any, client, tc)
+            .await
+            .expect("simulated foundation");
+        let config = tweak(config_for(&foundation, Duration::from_secs(600)));
+        let exporter = Exporter::start(config).await.expect("exporter starts");
+        let harness = Self {
+            foundation,
+            exporter,
+            http: reqwest::Client::new(),
+        };
+        assert!(
+            harness
+                .foundation
+                .traffic_controller
+                .wait_for_connections(1, PATIENCE)
+                .await,
+            "the exporter never connected"
+        );
+        harness
+    }
+
+    /// Sends one envelope as one binary frame.
+    pub async fn send(&self, envelope: &Envelope) {
+        self.send_frame(Bytes::from(envelope.encode_to_vec())).await;
+    }
+
+    /// Sends raw bytes as one binary frame.
+    pub async fn send_frame(&self, frame: Bytes) {
+        let delivered = self
+            .foundation
+            .traffic_controller
+            .publish(frame, FrameKind::Metric)
+            .await;
+        assert_eq!(delivered, 1, "no connection took the frame");
+    }
+
+    /// GETs a path of the exporter.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        let url = format!("http://{}{path}", self.exporter.address);
+        self.http.get(url).send().await.expect("exporter answers")
+    }
+
+    /// Scrapes /metrics and checks the body strictly.
+    pub async fn scrape(&self) -> (String, Exposition) {
+        let response = self.get("/metrics").await;
+        assert_eq!(response.status(), 200);
+        let body = response.text().await.expect("body");
+        let parsed =
+            exposition::parse(&body).unwrap_or_else(|e| panic!("invalid exposition: {e}\n{body}"));
+        (body, parsed)
+    }
+
+    /// Scrapes until `done` holds, for at most [`PATIENCE`].
+    pub async fn scrape_until(
+        &self,
+        what: &str,
+        done: impl Fn(&Exposition) -> bool,
+    ) -> (String, Exposition) {
+        eventually(what, || async {
+            let (body, parsed) = self.scrape().await;
+            done(&parsed).then_some((body, parsed))
+        })
+        .await
+    }
+}
+
+/// Polls `check` every 20 ms until it yields, for at most [`PATIENCE`].
+pub async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Decodes a hex test vector.
+pub fn hex(s: &str) -> Bytes {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect::<Vec<u8>>()
+        .into()
+}
