@@ -237,13 +237,16 @@ fn refuse(status: StatusCode, body: &str) -> ErrorResponse {
     response
 }
 
-fn check(inner: &Inner, request: &Request) -> Result<Subscription, ErrorResponse> {
+/// Refusal: the status and the body the real one sends.
+type Refusal = (StatusCode, &'static str);
+
+fn check(inner: &Inner, request: &Request) -> Result<Subscription, Refusal> {
     let id = request
         .uri()
         .path()
         .strip_prefix("/firehose/")
         .filter(|id| !id.is_empty() && !id.contains('/'))
-        .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "404 page not found"))?;
+        .ok_or((StatusCode::NOT_FOUND, "404 page not found"))?;
     let filter = match request
         .uri()
         .query()
@@ -260,7 +263,7 @@ fn check(inner: &Inner, request: &Request) -> Result<Subscription, ErrorResponse
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let Some(authorization) = authorization else {
-        return Err(refuse(
+        return Err((
             StatusCode::UNAUTHORIZED,
             "You are not authorized. authorization not provided",
         ));
@@ -270,7 +273,7 @@ fn check(inner: &Inner, request: &Request) -> Result<Subscription, ErrorResponse
         .strip_prefix("bearer ")
         .unwrap_or(authorization);
     if !inner.book.is_valid(token) {
-        return Err(refuse(
+        return Err((
             StatusCode::UNAUTHORIZED,
             "You are not authorized. invalid authorization",
         ));
@@ -284,12 +287,14 @@ fn check(inner: &Inner, request: &Request) -> Result<Subscription, ErrorResponse
 async fn connection(inner: Arc<Inner>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let mut subscription = None;
+    // The websocket library's callback type fixes the error type.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| match check(&inner, request) {
         Ok(s) => {
             subscription = Some(s);
             Ok(response)
         }
-        Err(refusal) => Err(refusal),
+        Err((status, body)) => Err(refuse(status, body)),
     };
     let socket = match tokio_tungstenite::accept_hdr_async(stream, callback).await {
         Ok(socket) => socket,
