@@ -321,3 +321,35 @@ async fn malformed_frames_are_counted_and_skipped() {
         "bad frames do not cost the connection"
     );
 }
+
+#[tokio::test]
+async fn the_exporter_answers_pings_and_keeps_its_connection() {
+    use cf_firehose_exporter::sim::SimClient;
+    use cf_firehose_exporter::sim::traffic_controller::TcSettings;
+    use std::time::Duration;
+    // Pings every 20 ms, closing with 1008 if one is unanswered for 200 ms.
+    let tc = TcSettings {
+        ping_interval: Duration::from_millis(20),
+        pong_timeout: Duration::from_millis(200),
+    };
+    let h = Harness::start_with(SimClient::default(), tc, |c| c).await;
+    for total in 1..=40u64 {
+        h.send(&counter("pinged", total)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (_, parsed) = h
+        .scrape_until("the last total", |p| {
+            p.value("pinged_total", &[]) == Some(40.0)
+        })
+        .await;
+    assert_eq!(
+        h.foundation.traffic_controller.accepted(),
+        1,
+        "never cut off for missing pings"
+    );
+    assert!(
+        parsed
+            .find("cf_firehose_exporter_reconnects_total", &[])
+            .is_empty()
+    );
+}

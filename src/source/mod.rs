@@ -76,3 +76,21 @@ impl FrameSender {
 
 /// Shared view of a source's state.
 pub type StateSender = watch::Sender<StreamState>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let telemetry = Telemetry::new();
+        let (sender, mut rx) = FrameSender::channel(1, telemetry.clone());
+        let batch = |n: usize| vec![Bytes::from_static(b"x"); n];
+        assert!(sender.send(batch(3)));
+        assert!(sender.send(batch(5)), "full is not closed");
+        assert_eq!(telemetry.envelopes_dropped("queue_full").get(), 5);
+        assert_eq!(rx.try_recv().unwrap().len(), 3);
+        drop(rx);
+        assert!(!sender.send(batch(1)), "closed once decoding is gone");
+    }
+}
