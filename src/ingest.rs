@@ -15,6 +15,15 @@ use crate::source::FrameBatch;
 use crate::store::SeriesStore;
 use crate::telemetry::Telemetry;
 
+/// The counter older Dopplers inject into a subscription they drop messages from.
+fn is_dropped_messages_alert(envelope: &envelope::Envelope) -> bool {
+    envelope
+        .counter_event
+        .as_ref()
+        .is_some_and(|c| c.name == "TruncatingBuffer.DroppedMessages")
+        && matches!(envelope.origin.as_str(), "doppler" | "DopplerServer")
+}
+
 /// Counters looked up once, not per envelope.
 #[derive(Debug, Clone)]
 struct Counters {
@@ -80,6 +89,14 @@ impl Ingest {
             _ => 0,
         };
         self.counters.received[slot].inc();
+        if is_dropped_messages_alert(&envelope) {
+            self.telemetry.slow_consumer_alerts.inc();
+            tracing::warn!(
+                origin = %envelope.origin,
+                "Doppler reports dropping messages for this consumer: it is too slow; \
+                 add connections or exporter instances"
+            );
+        }
         self.scheme.translate(&envelope, &mut self.updates);
         for update in self.updates.drain(..) {
             self.store.apply(update, now);

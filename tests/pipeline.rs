@@ -353,3 +353,54 @@ async fn the_exporter_answers_pings_and_keeps_its_connection() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn slow_consumer_signals_raise_the_alert_counter() {
+    let h = Harness::start().await;
+    let tc = &h.foundation.traffic_controller;
+    // The legacy in-band counter from Doppler, relayed as a counter too.
+    h.send(&Envelope {
+        origin: "doppler".into(),
+        event_type: 7,
+        counter_event: Some(CounterEvent {
+            name: "TruncatingBuffer.DroppedMessages".into(),
+            delta: 5,
+            total: Some(5),
+        }),
+        ..Default::default()
+    })
+    .await;
+    h.scrape_until("one alert", |p| {
+        p.value("cf_firehose_exporter_slow_consumer_alerts_total", &[]) == Some(1.0)
+    })
+    .await;
+    // A keepalive close.
+    tc.close_all(
+        1008,
+        cf_firehose_exporter::sim::traffic_controller::KEEPALIVE_REASON,
+    );
+    let (_, parsed) = h
+        .scrape_until("two alerts", |p| {
+            p.value("cf_firehose_exporter_slow_consumer_alerts_total", &[]) == Some(2.0)
+        })
+        .await;
+    assert_eq!(
+        parsed.value(
+            "TruncatingBuffer_DroppedMessages_total",
+            &[("origin", "doppler")]
+        ),
+        Some(5.0)
+    );
+    eventually("the reconnect", || async {
+        (tc.accepted() == 2 && tc.connections() == 1).then_some(())
+    })
+    .await;
+    let (_, parsed) = h.scrape().await;
+    assert_eq!(
+        parsed.value(
+            "cf_firehose_exporter_reconnects_total",
+            &[("reason", "close_policy_violation")]
+        ),
+        Some(1.0)
+    );
+}

@@ -137,6 +137,17 @@ impl FirehoseSource {
                         end => {
                             self.telemetry.reconnects(end.reason_label()).inc();
                             match end {
+                                Disconnect::Closed { code: 1008, reason } => {
+                                    // The Traffic Controller's keepalive gave up on us.
+                                    self.telemetry.slow_consumer_alerts.inc();
+                                    tracing::warn!(
+                                        code = 1008,
+                                        reason = %reason,
+                                        "Firehose closed the connection: this consumer is too slow; \
+                                         add connections or exporter instances"
+                                    );
+                                    "closed with code 1008 (slow consumer)".to_owned()
+                                }
                                 Disconnect::Closed { code, reason } => {
                                     tracing::warn!(code, reason = %reason, "Firehose closed the connection");
                                     format!("closed with code {code}")
