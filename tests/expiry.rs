@@ -11,11 +11,7 @@ use cf_firehose_exporter::ingest::Ingest;
 use cf_firehose_exporter::naming::native::NativeScheme;
 use cf_firehose_exporter::store::SeriesStore;
 use cf_firehose_exporter::telemetry::Telemetry;
-use common::hex;
-
-const VALUE_METRIC: &str = "0a037265701006308080a8b1e39fe7cb174a190a076e756d435055531100000000000010401a05636f756e746a026366720a646965676f2d63656c6c7a056964782d3182010831302e302e302e358a01100a09736f757263655f69641203726570";
-const COUNTER_EVENT: &str =
-    "0a08676f726f757465721007308080a8b1e39fe7cb17520f0a087265717565737473100518d209";
+use common::{COUNTER_EVENT, VALUE_METRIC, hex};
 
 #[tokio::test(start_paused = true)]
 async fn a_series_not_updated_within_the_expiration_disappears() {
