@@ -15,14 +15,18 @@ use crate::exposition::Exposition;
 use crate::ingest::Ingest;
 use crate::naming::native::NativeScheme;
 use crate::server::{self, AppState};
-use crate::source::firehose::FirehoseSource;
+use crate::source::firehose::{FirehoseSource, SourceError};
 use crate::source::{FrameSender, StreamState};
 use crate::store::SeriesStore;
 use crate::telemetry::Telemetry;
 use crate::uaa::TokenSource;
 
-/// Batches that may wait between reading and decoding.
-const QUEUE_BATCHES: usize = 1024;
+/// Batches that may wait between reading and decoding: at most
+/// `QUEUE_BATCHES × MAX_BATCH` frames and about `QUEUE_BATCHES ×
+/// MAX_BATCH_BYTES` bytes (64 MiB).
+const QUEUE_BATCHES: usize = 256;
+/// Time allowed for an orderly stop before the remaining tasks are abandoned.
+const STOP_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Everything the exporter needs to run.
 #[derive(Debug, Clone)]
@@ -33,6 +37,8 @@ pub struct ExporterConfig {
     pub expiration: Duration,
     /// Optional constant `environment` label.
     pub environment: Option<String>,
+    /// Most series held.
+    pub max_series: usize,
     /// Where to serve.
     pub listen_address: SocketAddr,
     /// Path of the metrics.
@@ -46,6 +52,7 @@ impl ExporterConfig {
             source,
             expiration: common.expiration,
             environment: common.environment.clone(),
+            max_series: usize::try_from(common.max_series).unwrap_or(usize::MAX),
             listen_address: common.listen_address,
             telemetry_path: common.telemetry_path.clone(),
         }
@@ -80,6 +87,7 @@ pub struct Exporter {
     /// The source's state.
     pub stream: watch::Receiver<StreamState>,
     shutdown: CancellationToken,
+    source: JoinHandle<Result<(), SourceError>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -87,7 +95,10 @@ impl Exporter {
     /// Binds the listener and starts every task.
     pub async fn start(config: ExporterConfig) -> Result<Self, StartError> {
         let telemetry = Telemetry::new();
-        let store = Arc::new(SeriesStore::new(config.expiration, telemetry.clone()));
+        let store = Arc::new(
+            SeriesStore::new(config.expiration, telemetry.clone())
+                .with_max_series(config.max_series),
+        );
         let (state_tx, state_rx) = watch::channel(StreamState::Starting);
         let listener = TcpListener::bind(config.listen_address)
             .await
@@ -121,8 +132,17 @@ impl Exporter {
         });
         let shutdown = CancellationToken::new();
         let http_shutdown = shutdown.clone();
+        let source_stop = shutdown.clone();
+        let source = tokio::spawn(async move {
+            let result = source.run(source_stop.clone()).await;
+            // A source that gave up takes the exporter down with it, so that
+            // the supervisor restarts the process.
+            source_stop.cancel();
+            result
+        });
+        let sweeper = tokio::spawn(store.clone().run_sweeper());
+        let sweeper_stop = shutdown.clone();
         let tasks = vec![
-            tokio::spawn(source.run(shutdown.clone())),
             tokio::spawn(ingest.run(frames_rx)),
             tokio::spawn(async move {
                 if let Err(error) =
@@ -131,14 +151,11 @@ impl Exporter {
                     tracing::error!(%error, "HTTP server failed");
                 }
             }),
+            tokio::spawn(async move {
+                sweeper_stop.cancelled().await;
+                sweeper.abort();
+            }),
         ];
-        let sweeper = tokio::spawn(store.clone().run_sweeper());
-        let sweeper_stop = shutdown.clone();
-        let mut tasks = tasks;
-        tasks.push(tokio::spawn(async move {
-            sweeper_stop.cancelled().await;
-            sweeper.abort();
-        }));
         tracing::info!(
             address = %address,
             path = %config.telemetry_path,
@@ -151,6 +168,7 @@ impl Exporter {
             telemetry,
             stream: state_rx,
             shutdown,
+            source,
             tasks,
         })
     }
@@ -160,31 +178,57 @@ impl Exporter {
         self.shutdown.clone()
     }
 
-    /// Runs until the shutdown token is cancelled, then closes the websocket
-    /// and stops serving.
-    pub async fn wait(self) {
+    /// Runs until the shutdown token is cancelled (or the source gives up),
+    /// then closes the websocket with 1000 and stops serving. Tasks still
+    /// running after a few seconds are abandoned.
+    pub async fn wait(self) -> Result<(), SourceError> {
         self.shutdown.cancelled().await;
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        let source = self.source;
+        let tasks = self.tasks;
+        let orderly = async move {
+            let result = source.await.unwrap_or(Ok(()));
+            for task in tasks {
+                let _ = task.await;
+            }
+            result
+        };
+        let result = match tokio::time::timeout(STOP_TIMEOUT, orderly).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!("stopping without waiting any longer for open connections");
+                Ok(())
+            }
+        };
         tracing::info!("stopped");
+        result
     }
 
     /// Stops now.
-    pub async fn stop(self) {
+    pub async fn stop(self) -> Result<(), SourceError> {
         self.shutdown.cancel();
-        self.wait().await;
+        self.wait().await
     }
 }
 
-/// Runs the exporter until `shutdown` is cancelled.
-pub async fn run(config: ExporterConfig, shutdown: CancellationToken) -> Result<(), StartError> {
+/// Why the exporter stopped other than by being asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// It could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The source gave up.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+/// Runs the exporter until `shutdown` is cancelled or its source gives up.
+pub async fn run(config: ExporterConfig, shutdown: CancellationToken) -> Result<(), RunError> {
     let exporter = Exporter::start(config).await?;
     let token = exporter.shutdown_token();
     tokio::spawn(async move {
         shutdown.cancelled().await;
         token.cancel();
     });
-    exporter.wait().await;
+    exporter.wait().await?;
     Ok(())
 }

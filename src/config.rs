@@ -99,9 +99,69 @@ pub struct SourceArgs {
         value_name = "DURATION"
     )]
     pub max_retry_delay: Duration,
+    /// Give up and exit after this many failed attempts in a row (default: never give up).
+    #[arg(
+        long = "doppler.max-retry-count",
+        env = "FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_COUNT",
+        value_name = "N"
+    )]
+    pub max_retry_count: Option<u32>,
+    /// Reconnect when no frame and no ping arrive for this long; 0 turns it off.
+    #[arg(
+        long = "doppler.idle-timeout",
+        env = "FIREHOSE_EXPORTER_DOPPLER_IDLE_TIMEOUT",
+        default_value = "60s",
+        value_parser = parse_duration,
+        value_name = "DURATION"
+    )]
+    pub idle_timeout: Duration,
+    /// Largest websocket frame accepted; a larger one is counted and the connection reset.
+    #[arg(
+        long = "doppler.max-frame-size",
+        env = "FIREHOSE_EXPORTER_DOPPLER_MAX_FRAME_SIZE",
+        default_value = "4MiB",
+        value_parser = parse_size,
+        value_name = "BYTES"
+    )]
+    pub max_frame_size: usize,
+    /// Time allowed for one UAA token request.
+    #[arg(
+        long = "uaa.timeout",
+        env = "FIREHOSE_EXPORTER_UAA_TIMEOUT",
+        default_value = "10s",
+        value_parser = parse_duration,
+        value_name = "DURATION"
+    )]
+    pub uaa_timeout: Duration,
     /// Do not verify TLS certificates of UAA and the Traffic Controller.
     #[arg(long = "skip-ssl-verify", env = "FIREHOSE_EXPORTER_SKIP_SSL_VERIFY")]
     pub skip_ssl_verify: bool,
+}
+
+impl SourceArgs {
+    /// Settings for the given endpoints and client, every other flag at its default.
+    pub fn new(
+        uaa_url: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: Secret,
+        doppler_url: impl Into<String>,
+    ) -> Self {
+        Self {
+            uaa_url: Some(uaa_url.into()),
+            uaa_client_id: Some(client_id.into()),
+            uaa_client_secret: Some(client_secret),
+            uaa_client_secret_file: None,
+            doppler_url: Some(doppler_url.into()),
+            subscription_id: "prometheus".into(),
+            min_retry_delay: Duration::from_millis(500),
+            max_retry_delay: Duration::from_secs(60),
+            max_retry_count: None,
+            idle_timeout: Duration::from_secs(60),
+            max_frame_size: 4 << 20,
+            uaa_timeout: Duration::from_secs(10),
+            skip_ssl_verify: false,
+        }
+    }
 }
 
 /// Settings shared by the exporter and the demo.
@@ -124,6 +184,15 @@ pub struct CommonArgs {
         value_name = "NAME"
     )]
     pub environment: Option<String>,
+    /// Most series held; new series beyond it are rejected and counted.
+    #[arg(
+        long = "metrics.max-series",
+        env = "FIREHOSE_EXPORTER_METRICS_MAX_SERIES",
+        default_value_t = 1_000_000,
+        value_parser = clap::value_parser!(u64).range(1..),
+        value_name = "N"
+    )]
+    pub max_series: u64,
     /// Address to serve metrics on; ":9186" means every interface.
     #[arg(
         long = "web.listen-address",
@@ -311,6 +380,14 @@ pub struct SourceConfig {
     pub min_retry_delay: Duration,
     /// Cap of the reconnect delay.
     pub max_retry_delay: Duration,
+    /// Failed attempts in a row after which the source gives up; `None`: never.
+    pub max_retry_count: Option<u32>,
+    /// Silence after which a connection is dropped; `None`: wait forever.
+    pub idle_timeout: Option<Duration>,
+    /// Largest frame accepted.
+    pub max_frame_size: usize,
+    /// Time allowed for one token request.
+    pub uaa_timeout: Duration,
     /// Skip TLS verification.
     pub skip_ssl_verify: bool,
 }
@@ -369,6 +446,21 @@ impl SourceArgs {
                 "must be above zero and not above --doppler.max-retry-delay",
             ));
         }
+        if self.max_retry_count == Some(0) {
+            return Err(ConfigError::new(
+                "--doppler.max-retry-count",
+                "must be at least 1 (leave it out to retry forever)",
+            ));
+        }
+        if self.max_frame_size < 1024 {
+            return Err(ConfigError::new(
+                "--doppler.max-frame-size",
+                "must be at least 1KiB",
+            ));
+        }
+        if self.uaa_timeout.is_zero() {
+            return Err(ConfigError::new("--uaa.timeout", "must be above zero"));
+        }
         Ok(SourceConfig {
             token_url: token_url(uaa)?,
             client_id,
@@ -377,6 +469,10 @@ impl SourceArgs {
             subscription_id: self.subscription_id.clone(),
             min_retry_delay: self.min_retry_delay,
             max_retry_delay: self.max_retry_delay,
+            max_retry_count: self.max_retry_count,
+            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            max_frame_size: self.max_frame_size,
+            uaa_timeout: self.uaa_timeout,
             skip_ssl_verify: self.skip_ssl_verify,
         })
     }
@@ -444,6 +540,27 @@ pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{s:?} is not host:port or :port"))
 }
 
+/// Parses a size in bytes: `4194304`, `512KiB`, `4MiB` (also `KB`/`MB`, `K`/`M`).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let text = s.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let multiplier: usize = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" | "KiB" => 1 << 10,
+        "M" | "MB" | "MiB" => 1 << 20,
+        "G" | "GB" | "GiB" => 1 << 30,
+        _ => return Err(format!("{s:?} is not a size like 65536, 512KiB or 4MiB")),
+    };
+    number
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("{s:?} is not a size like 65536, 512KiB or 4MiB"))
+}
+
 fn parse_telemetry_path(s: &str) -> Result<String, String> {
     if !s.starts_with('/') || s.len() < 2 || s.contains(['?', '#', ' ']) {
         return Err(format!("{s:?} must be a path like /metrics"));
@@ -489,6 +606,45 @@ mod tests {
                 .to_string()
                 .starts_with("--doppler.url: ")
         );
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("1 M"), Ok(1 << 20));
+        assert!(parse_size("4 parsecs").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn the_constructor_matches_the_flag_defaults() {
+        let parsed = parse(&[
+            "--uaa.url=https://uaa",
+            "--uaa.client-id=c",
+            "--uaa.client-secret=s",
+            "--doppler.url=wss://tc",
+        ])
+        .unwrap()
+        .source;
+        let built = SourceArgs::new("https://uaa", "c", Secret::new("s"), "wss://tc");
+        assert_eq!(format!("{parsed:?}"), format!("{built:?}"));
+        let resolved = built.resolve().unwrap();
+        assert_eq!(resolved.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(resolved.max_retry_count, None);
+        assert_eq!(resolved.max_frame_size, 4 << 20);
+    }
+
+    #[test]
+    fn zero_idle_timeout_turns_it_off_and_zero_retries_is_refused() {
+        let mut args = SourceArgs::new("https://uaa", "c", Secret::new("s"), "wss://tc");
+        args.idle_timeout = Duration::ZERO;
+        assert_eq!(args.resolve().unwrap().idle_timeout, None);
+        args.max_retry_count = Some(0);
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.starts_with("--doppler.max-retry-count: "), "{err}");
     }
 
     #[test]

@@ -71,19 +71,16 @@ pub async fn start_demo(common: &CommonArgs, workload: &WorkloadArgs) -> Result<
     let simulation = Simulation::start(loopback, loopback, client.clone(), workload)
         .await
         .map_err(|e| StartError::Setup(format!("cannot start the simulated foundation: {e}")))?;
-    let source = SourceArgs {
-        uaa_url: Some(simulation.foundation.uaa_url()),
-        uaa_client_id: Some(client.id.clone()),
-        uaa_client_secret: Some(client.secret.clone()),
-        uaa_client_secret_file: None,
-        doppler_url: Some(simulation.foundation.doppler_url()),
-        subscription_id: "prometheus".into(),
-        min_retry_delay: Duration::from_millis(500),
-        max_retry_delay: Duration::from_secs(5),
-        skip_ssl_verify: false,
-    }
-    .resolve()
-    .map_err(|e| StartError::Setup(e.to_string()))?;
+    let mut source = SourceArgs::new(
+        simulation.foundation.uaa_url(),
+        client.id.clone(),
+        client.secret.clone(),
+        simulation.foundation.doppler_url(),
+    );
+    source.max_retry_delay = Duration::from_secs(5);
+    let source = source
+        .resolve()
+        .map_err(|e| StartError::Setup(e.to_string()))?;
     let exporter = Exporter::start(ExporterConfig::new(source, common)).await?;
     Ok(Demo {
         simulation,

@@ -77,7 +77,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 shutdown.cancelled().await;
                 token.cancel();
             });
-            demo.exporter.wait().await;
+            demo.exporter.wait().await?;
         }
         Some(Command::Simulate(args)) => {
             let simulation = demo::start_simulation(&args).await?;

@@ -42,7 +42,13 @@ pub enum Applied {
     /// The family name is taken by another type, or its samples would clash
     /// with another family's; the update was dropped.
     Conflict,
+    /// The update would have created a series beyond the cap; it was dropped.
+    OverCap,
 }
+
+/// Conflicting names remembered so that each is logged once; beyond this
+/// many, conflicts are still counted but no longer logged.
+const CONFLICTS_LOGGED_MAX: usize = 10_000;
 
 /// A consistent copy of one family, taken for a scrape.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +74,8 @@ pub struct SeriesStore {
     /// Names already reported as conflicting, so each is logged once.
     conflicts_logged: DashMap<String, ()>,
     len: AtomicUsize,
+    max_series: usize,
+    cap_logged: std::sync::atomic::AtomicBool,
     expiration: Duration,
     telemetry: Telemetry,
 }
@@ -81,9 +89,39 @@ impl SeriesStore {
             family_creation: Mutex::new(()),
             conflicts_logged: DashMap::new(),
             len: AtomicUsize::new(0),
+            max_series: usize::MAX,
+            cap_logged: std::sync::atomic::AtomicBool::new(false),
             expiration,
             telemetry,
         }
+    }
+
+    /// Holds at most `max_series` series: updates that would create more are
+    /// rejected and counted, existing series keep updating.
+    pub fn with_max_series(mut self, max_series: usize) -> Self {
+        self.max_series = max_series;
+        self
+    }
+
+    /// Takes a slot for a new series, or refuses at the cap.
+    fn reserve(&self) -> bool {
+        let taken = self
+            .len
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max_series).then_some(n + 1)
+            })
+            .is_ok();
+        if !taken {
+            self.telemetry.series_rejected("cap").inc();
+            if !self.cap_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    max_series = self.max_series,
+                    "series cap reached: new series are dropped until old ones expire \
+                     (--metrics.max-series)"
+                );
+            }
+        }
+        taken
     }
 
     /// Number of series held.
@@ -104,14 +142,13 @@ impl SeriesStore {
     /// Applies one update at time `now`.
     pub fn apply(&self, update: SeriesUpdate, now: Instant) -> Applied {
         let Some(family) = self.family(&update) else {
-            self.telemetry.series_rejected("conflict").inc();
             return Applied::Conflict;
         };
         let key = SeriesKey {
             family,
             labels: update.labels,
         };
-        let outcome = match self.series.entry(key) {
+        match self.series.entry(key) {
             dashmap::Entry::Occupied(mut entry) => {
                 let sample = entry.get_mut();
                 sample.value = match update.value {
@@ -122,6 +159,9 @@ impl SeriesStore {
                 Applied::Updated
             }
             dashmap::Entry::Vacant(entry) => {
+                if !self.reserve() {
+                    return Applied::OverCap;
+                }
                 let value = match update.value {
                     Value::Set(v) | Value::Add(v) => v,
                 };
@@ -129,36 +169,38 @@ impl SeriesStore {
                     value,
                     updated: now,
                 });
-                self.len.fetch_add(1, Ordering::Relaxed);
+                self.telemetry.series.set(self.len() as i64);
                 Applied::Created
             }
-        };
-        if outcome == Applied::Created {
-            self.telemetry.series.set(self.len() as i64);
         }
-        outcome
     }
 
     /// The registered family for an update, registering it if new; `None` when
     /// the name cannot be used without making the exposition invalid.
     fn family(&self, update: &SeriesUpdate) -> Option<Arc<str>> {
         if let Some(meta) = self.families.get(update.family.as_str()) {
-            return (meta.kind == update.kind)
-                .then(|| meta.name.clone())
-                .or_else(|| {
-                    self.log_conflict(update, &format!("it is already a {}", meta.kind.as_str()));
-                    None
-                });
+            if meta.kind == update.kind {
+                return Some(meta.name.clone());
+            }
+            let reason = format!("it is already a {}", meta.kind.as_str());
+            drop(meta);
+            self.conflict(update, &reason);
+            return None;
         }
         let _guard = self
             .family_creation
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(meta) = self.families.get(update.family.as_str()) {
-            return (meta.kind == update.kind).then(|| meta.name.clone());
+            if meta.kind == update.kind {
+                return Some(meta.name.clone());
+            }
+            drop(meta);
+            self.conflict(update, "it is already another type");
+            return None;
         }
         if let Some(reason) = self.clash(update) {
-            self.log_conflict(update, &reason);
+            self.conflict(update, &reason);
             return None;
         }
         let name: Arc<str> = Arc::from(update.family.as_str());
@@ -190,11 +232,14 @@ impl SeriesStore {
         })
     }
 
-    fn log_conflict(&self, update: &SeriesUpdate, reason: &str) {
-        if self
-            .conflicts_logged
-            .insert(update.sample_name(), ())
-            .is_none()
+    /// Counts a conflicting update, and logs it once per name.
+    fn conflict(&self, update: &SeriesUpdate, reason: &str) {
+        self.telemetry.series_rejected("conflict").inc();
+        if self.conflicts_logged.len() < CONFLICTS_LOGGED_MAX
+            && self
+                .conflicts_logged
+                .insert(update.sample_name(), ())
+                .is_none()
         {
             tracing::warn!(
                 metric = %update.original,
@@ -219,8 +264,29 @@ impl SeriesStore {
             self.len.fetch_sub(removed, Ordering::Relaxed);
             self.telemetry.series_expired.inc_by(removed as u64);
             self.telemetry.series.set(self.len() as i64);
+            self.forget_empty_families();
         }
         removed
+    }
+
+    /// Forgets families left without series, so that a stream of ever new
+    /// names cannot grow the family table without bound. Holds the creation
+    /// lock so that no family is forgotten while a series is being added to
+    /// it; a family forgotten between lookup and insert of a concurrent
+    /// update is registered again by its next update.
+    fn forget_empty_families(&self) {
+        let _guard = self
+            .family_creation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut live: std::collections::HashSet<Arc<str>> =
+            std::collections::HashSet::with_capacity(self.families.len());
+        for entry in self.series.iter() {
+            if !live.contains(&entry.key().family) {
+                live.insert(entry.key().family.clone());
+            }
+        }
+        self.families.retain(|name, _| live.contains(name));
     }
 
     /// Runs [`SeriesStore::sweep`] periodically until the task is dropped.

@@ -17,8 +17,6 @@ use crate::telemetry::Telemetry;
 
 /// Lifetime assumed when UAA does not say (`expires_in` absent).
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(600);
-/// Upper bound on one token request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 type UaaClient =
     BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
@@ -61,7 +59,7 @@ impl TokenSource {
         let http = reqwest::Client::builder()
             // Following redirects would hand the credentials to another host.
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(config.uaa_timeout)
             .danger_accept_invalid_certs(config.skip_ssl_verify)
             .build()
             .map_err(|e| UaaError::Unreachable(e.to_string()))?;

@@ -47,6 +47,7 @@ async fn promtool_finds_no_problem_but_relayed_name_lints() {
     let common = CommonArgs {
         expiration: std::time::Duration::from_secs(600),
         environment: Some("test".into()),
+        max_series: 1_000_000,
         listen_address: "127.0.0.1:0".parse().unwrap(),
         telemetry_path: "/metrics".into(),
         log_level: "info".into(),

@@ -17,15 +17,14 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::backoff::Backoff;
-use super::{FrameBatch, FrameSender, MAX_BATCH, StateSender, StreamState, tls};
+use super::slow_consumer::{self, SlowConsumerWatch};
+use super::{FrameBatch, FrameSender, MAX_BATCH, MAX_BATCH_BYTES, StateSender, StreamState, tls};
 use crate::config::SourceConfig;
 use crate::telemetry::Telemetry;
 use crate::uaa::{TokenSource, UaaError};
 
 /// Time allowed for TCP, TLS and the websocket handshake together.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest frame accepted; an envelope is a few hundred bytes.
-const MAX_FRAME_SIZE: usize = 4 << 20;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -39,7 +38,7 @@ pub enum ConnectError {
     #[error("Traffic Controller refused the token (401): {0}")]
     Unauthorized(String),
     /// The handshake was answered with another HTTP status.
-    #[error("Traffic Controller answered the handshake with HTTP {status}: {body}")]
+    #[error("Traffic Controller answered the handshake with HTTP {status}: {body:?}")]
     Rejected {
         /// HTTP status code.
         status: u16,
@@ -51,11 +50,30 @@ pub enum ConnectError {
     Unreachable(String),
 }
 
+/// Why a source stopped for good before shutdown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// `--doppler.max-retry-count` attempts in a row failed.
+    #[error(
+        "giving up after {attempts} failed attempts in a row (--doppler.max-retry-count); last error: {last_error}"
+    )]
+    RetriesExhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// What the last one ran into.
+        last_error: String,
+    },
+}
+
 /// How an established connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Disconnect {
     /// The server sent a close frame.
     Closed { code: u16, reason: String },
+    /// Nothing arrived, not even a ping, for the idle timeout.
+    Idle(Duration),
+    /// The server sent a frame larger than the limit.
+    FrameTooLarge(String),
     /// The connection failed without a close frame.
     Failed(String),
     /// Shutdown was requested, or decoding is gone.
@@ -68,9 +86,55 @@ impl Disconnect {
             Disconnect::Closed { code: 1000, .. } => "close_normal",
             Disconnect::Closed { code: 1008, .. } => "close_policy_violation",
             Disconnect::Closed { .. } => "close_other",
+            Disconnect::Idle(_) => "idle_timeout",
+            Disconnect::FrameTooLarge(_) => "frame_too_large",
             Disconnect::Failed(_) => "error",
             Disconnect::Stopped => "stopped",
         }
+    }
+
+    /// One line for the log and the landing page.
+    fn describe(&self) -> String {
+        match self {
+            Disconnect::Closed { code, reason } if reason.is_empty() => {
+                format!("closed by the server with code {code}")
+            }
+            Disconnect::Closed { code, reason } => {
+                format!("closed by the server with code {code}: {reason}")
+            }
+            Disconnect::Idle(after) => format!(
+                "no frame and no ping for {} (--doppler.idle-timeout)",
+                humantime::format_duration(*after)
+            ),
+            Disconnect::FrameTooLarge(e) => format!("{e} (--doppler.max-frame-size)"),
+            Disconnect::Failed(e) => format!("connection lost: {e}"),
+            Disconnect::Stopped => "stopped".into(),
+        }
+    }
+}
+
+/// Logs repeated connection failures once per change of error and then at
+/// 2, 4, 8, ... attempts, not once per attempt.
+#[derive(Debug, Default)]
+struct FailureLog {
+    last: String,
+    attempts: u32,
+}
+
+impl FailureLog {
+    /// Records a failed attempt; true when it deserves a log line.
+    fn record(&mut self, error: &str) -> bool {
+        self.attempts += 1;
+        if error != self.last {
+            self.last = error.to_owned();
+            return true;
+        }
+        self.attempts.is_power_of_two()
+    }
+
+    fn clear(&mut self) {
+        self.last.clear();
+        self.attempts = 0;
     }
 }
 
@@ -83,6 +147,10 @@ pub struct FirehoseSource {
     state: StateSender,
     backoff: Backoff,
     connector: Connector,
+    idle_timeout: Option<Duration>,
+    max_frame_size: usize,
+    max_retry_count: Option<u32>,
+    slow_consumer: SlowConsumerWatch,
 }
 
 impl std::fmt::Debug for FirehoseSource {
@@ -114,52 +182,38 @@ impl FirehoseSource {
             state,
             backoff: Backoff::new(config.min_retry_delay, config.max_retry_delay),
             connector,
+            idle_timeout: config.idle_timeout,
+            max_frame_size: config.max_frame_size,
+            max_retry_count: config.max_retry_count,
+            slow_consumer: SlowConsumerWatch::default(),
         })
     }
 
-    /// Connects, streams and reconnects until `shutdown` is cancelled.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut last_failure = String::new();
+    /// Connects, streams and reconnects until `shutdown` is cancelled, or
+    /// until `--doppler.max-retry-count` attempts in a row have failed.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), SourceError> {
+        let mut failures = FailureLog::default();
         let mut retry_unauthorized = true;
-        while !shutdown.is_cancelled() {
+        let result = loop {
+            if shutdown.is_cancelled() {
+                break Ok(());
+            }
             self.state.send_replace(StreamState::Connecting);
             let attempt = tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => break Ok(()),
                 attempt = self.connect() => attempt,
             };
-            let failure = match attempt {
+            let (failure, loud) = match attempt {
                 Ok(socket) => {
                     retry_unauthorized = true;
-                    last_failure.clear();
+                    failures.clear();
                     self.backoff.reset();
-                    match self.stream(socket, &shutdown).await {
-                        Disconnect::Stopped => break,
-                        end => {
-                            self.telemetry.reconnects(end.reason_label()).inc();
-                            match end {
-                                Disconnect::Closed { code: 1008, reason } => {
-                                    // The Traffic Controller's keepalive gave up on us.
-                                    self.telemetry.slow_consumer_alerts.inc();
-                                    tracing::warn!(
-                                        code = 1008,
-                                        reason = %reason,
-                                        "Firehose closed the connection: this consumer is too slow; \
-                                         add connections or exporter instances"
-                                    );
-                                    "closed with code 1008 (slow consumer)".to_owned()
-                                }
-                                Disconnect::Closed { code, reason } => {
-                                    tracing::warn!(code, reason = %reason, "Firehose closed the connection");
-                                    format!("closed with code {code}")
-                                }
-                                Disconnect::Failed(error) => {
-                                    tracing::warn!(%error, "Firehose connection lost");
-                                    error
-                                }
-                                Disconnect::Stopped => unreachable!("handled above"),
-                            }
-                        }
+                    let end = self.stream(socket, &shutdown).await;
+                    if end == Disconnect::Stopped {
+                        break Ok(());
                     }
+                    self.disconnected(&end);
+                    (end.describe(), true)
                 }
                 Err(ConnectError::Unauthorized(body)) if retry_unauthorized => {
                     // The token was revoked or expired early: fetch a new one
@@ -170,27 +224,73 @@ impl FirehoseSource {
                 }
                 Err(error) => {
                     let text = error.to_string();
-                    if text != last_failure {
-                        match &error {
-                            ConnectError::Uaa(UaaError::Credentials(_)) => {
-                                tracing::error!(error = %text, "check --uaa.client-id and --uaa.client-secret")
-                            }
-                            _ => tracing::warn!(error = %text, "cannot connect to the Firehose"),
-                        }
-                        last_failure = text.clone();
+                    let loud = failures.record(&text);
+                    if let Some(max) = self.max_retry_count.filter(|max| failures.attempts >= *max)
+                    {
+                        tracing::error!(attempts = max, error = %text, "giving up");
+                        break Err(SourceError::RetriesExhausted {
+                            attempts: max,
+                            last_error: text,
+                        });
                     }
-                    text
+                    if loud {
+                        let attempts = failures.attempts;
+                        match &error {
+                            ConnectError::Uaa(UaaError::Credentials(_)) => tracing::error!(
+                                error = %text,
+                                attempts,
+                                "UAA refused the client: check --uaa.client-id and --uaa.client-secret"
+                            ),
+                            _ => {
+                                tracing::warn!(error = %text, attempts, "cannot connect to the Firehose")
+                            }
+                        }
+                    }
+                    (text, loud)
                 }
             };
             let delay = self.backoff.next_delay();
-            tracing::info!("reconnecting in {:.1} s", delay.as_secs_f64());
+            if loud {
+                tracing::info!(
+                    "backing off {:.1} s before reconnecting",
+                    delay.as_secs_f64()
+                );
+            } else {
+                tracing::debug!(error = %failure, "backing off {:.1} s before reconnecting", delay.as_secs_f64());
+            }
             self.state.send_replace(StreamState::BackingOff(failure));
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => break Ok(()),
                 _ = tokio::time::sleep(delay) => {}
             }
-        }
+        };
         self.state.send_replace(StreamState::Stopped);
+        result
+    }
+
+    /// Counts and logs the end of an established connection.
+    fn disconnected(&mut self, end: &Disconnect) {
+        self.telemetry.reconnects(end.reason_label()).inc();
+        let slow = match end {
+            Disconnect::Closed { code, .. } => self
+                .slow_consumer
+                .on_close(*code, tokio::time::Instant::now()),
+            Disconnect::FrameTooLarge(_) => {
+                self.telemetry.envelopes_dropped("frame_too_large").inc();
+                false
+            }
+            _ => false,
+        };
+        match end {
+            Disconnect::Closed { code, reason } => {
+                tracing::warn!(code, reason = %reason, "Firehose connection closed by the server")
+            }
+            other => tracing::warn!(error = %other.describe(), "Firehose connection lost"),
+        }
+        if slow {
+            self.telemetry.slow_consumer_alerts.inc();
+            tracing::warn!("slow consumer: {}", slow_consumer::ADVICE);
+        }
     }
 
     /// Gets a token and opens the websocket. A 401 invalidates the token.
@@ -210,8 +310,8 @@ impl FirehoseSource {
             .headers_mut()
             .insert(http_header::AUTHORIZATION, header);
         let config = WebSocketConfig::default()
-            .max_frame_size(Some(MAX_FRAME_SIZE))
-            .max_message_size(Some(MAX_FRAME_SIZE));
+            .max_frame_size(Some(self.max_frame_size))
+            .max_message_size(Some(self.max_frame_size));
         let handshake = tokio_tungstenite::connect_async_tls_with_config(
             request,
             Some(config),
@@ -254,20 +354,34 @@ impl FirehoseSource {
         self.telemetry.up.set(1);
         self.state.send_replace(StreamState::Streaming);
         let end = loop {
+            let next = async {
+                match self.idle_timeout {
+                    Some(idle) => tokio::time::timeout(idle, socket.next()).await.ok(),
+                    None => Some(socket.next().await),
+                }
+            };
             let message = tokio::select! {
                 _ = shutdown.cancelled() => {
                     let close = tungstenite::protocol::CloseFrame { code: CloseCode::Normal, reason: "".into() };
                     let _ = tokio::time::timeout(Duration::from_secs(2), socket.close(Some(close))).await;
                     break Disconnect::Stopped;
                 }
-                message = socket.next() => message,
+                message = next => message,
+            };
+            let Some(message) = message else {
+                // Silence: a hung connection that would otherwise never end.
+                break Disconnect::Idle(self.idle_timeout.unwrap_or_default());
             };
             let mut batch = FrameBatch::new();
+            let mut bytes = 0;
             let mut next = message;
             // Take every frame already buffered, up to a batch, without waiting.
             let end = loop {
                 match next {
-                    Some(Ok(Message::Binary(frame))) => batch.push(frame),
+                    Some(Ok(Message::Binary(frame))) => {
+                        bytes += frame.len();
+                        batch.push(frame);
+                    }
                     Some(Ok(Message::Close(frame))) => {
                         let (code, reason) = frame
                             .map(|f| (u16::from(f.code), f.reason.to_string()))
@@ -277,6 +391,9 @@ impl FirehoseSource {
                     // Pings are answered by the websocket layer while we read;
                     // text frames are not part of the protocol.
                     Some(Ok(_)) => {}
+                    Some(Err(tungstenite::Error::Capacity(e))) => {
+                        break Some(Disconnect::FrameTooLarge(e.to_string()));
+                    }
                     Some(Err(e)) => break Some(Disconnect::Failed(e.to_string())),
                     None => {
                         break Some(Disconnect::Failed(
@@ -284,7 +401,7 @@ impl FirehoseSource {
                         ));
                     }
                 }
-                if batch.len() >= MAX_BATCH {
+                if batch.len() >= MAX_BATCH || bytes >= MAX_BATCH_BYTES {
                     break None;
                 }
                 match socket.next().now_or_never() {

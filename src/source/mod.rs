@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod firehose;
+pub mod slow_consumer;
 mod tls;
 
 use bytes::Bytes;
@@ -16,6 +17,11 @@ pub type FrameBatch = Vec<Bytes>;
 
 /// Most frames put in one batch.
 pub const MAX_BATCH: usize = 512;
+
+/// A batch is handed over once it holds this many bytes, so that the queue's
+/// memory stays bounded by about `capacity × MAX_BATCH_BYTES` plus one frame
+/// per batch.
+pub const MAX_BATCH_BYTES: usize = 256 << 10;
 
 /// What a source is doing, for the landing page, readiness and `up`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -30,23 +30,20 @@ pub struct Harness {
 
 /// Exporter settings pointing at `foundation`, serving on a free loopback port.
 pub fn config_for(foundation: &Foundation, expiration: Duration) -> ExporterConfig {
-    let source = SourceArgs {
-        uaa_url: Some(foundation.uaa_url()),
-        uaa_client_id: Some(foundation.client.id.clone()),
-        uaa_client_secret: Some(foundation.client.secret.clone()),
-        uaa_client_secret_file: None,
-        doppler_url: Some(foundation.doppler_url()),
-        subscription_id: "prometheus".into(),
-        min_retry_delay: Duration::from_millis(50),
-        max_retry_delay: Duration::from_millis(500),
-        skip_ssl_verify: false,
-    }
-    .resolve()
-    .expect("valid source settings");
+    let mut source = SourceArgs::new(
+        foundation.uaa_url(),
+        foundation.client.id.clone(),
+        foundation.client.secret.clone(),
+        foundation.doppler_url(),
+    );
+    source.min_retry_delay = Duration::from_millis(50);
+    source.max_retry_delay = Duration::from_millis(500);
+    let source = source.resolve().expect("valid source settings");
     ExporterConfig {
         source,
         expiration,
         environment: None,
+        max_series: 1_000_000,
         listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
         telemetry_path: "/metrics".into(),
     }
