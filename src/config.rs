@@ -264,6 +264,50 @@ pub struct WorkloadArgs {
     pub seed: u64,
 }
 
+/// Faults the simulated foundation injects on a schedule.
+#[derive(Debug, Clone, Args)]
+pub struct FaultArgs {
+    /// Faults to inject in turn, comma-separated: close-1000, close-1008, reset, hang,
+    /// revoke-tokens, unavailable, uaa-down, uaa-500, uaa-401, uaa-slow, garbage, oversized,
+    /// dropped-messages.
+    #[arg(
+        long = "sim.faults",
+        env = "FIREHOSE_EXPORTER_SIM_FAULTS",
+        value_delimiter = ',',
+        value_name = "FAULTS"
+    )]
+    pub faults: Vec<crate::sim::faults::Fault>,
+    /// Time between two faults.
+    #[arg(
+        long = "sim.fault-interval",
+        env = "FIREHOSE_EXPORTER_SIM_FAULT_INTERVAL",
+        default_value = "30s",
+        value_parser = parse_duration,
+        value_name = "DURATION"
+    )]
+    pub interval: Duration,
+    /// How long the lasting faults (unavailable, uaa-*) last.
+    #[arg(
+        long = "sim.fault-duration",
+        env = "FIREHOSE_EXPORTER_SIM_FAULT_DURATION",
+        default_value = "10s",
+        value_parser = parse_duration,
+        value_name = "DURATION"
+    )]
+    pub duration: Duration,
+}
+
+impl Default for FaultArgs {
+    /// No faults.
+    fn default() -> Self {
+        Self {
+            faults: Vec::new(),
+            interval: Duration::from_secs(30),
+            duration: Duration::from_secs(10),
+        }
+    }
+}
+
 /// `demo`: the exporter against a simulated foundation.
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
@@ -273,6 +317,9 @@ pub struct DemoArgs {
     /// Simulated workload.
     #[command(flatten)]
     pub workload: WorkloadArgs,
+    /// Simulated faults.
+    #[command(flatten)]
+    pub faults: FaultArgs,
 }
 
 /// `simulate`: the simulated foundation alone.
@@ -306,6 +353,9 @@ pub struct SimulateArgs {
     /// Simulated workload.
     #[command(flatten)]
     pub workload: WorkloadArgs,
+    /// Simulated faults.
+    #[command(flatten)]
+    pub faults: FaultArgs,
     /// Log level: error, warn, info, debug or trace.
     #[arg(
         long = "log.level",

@@ -7,7 +7,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::app::{Exporter, ExporterConfig, StartError};
-use crate::config::{CommonArgs, SimulateArgs, SourceArgs, WorkloadArgs};
+use crate::config::{CommonArgs, FaultArgs, SimulateArgs, SourceArgs, WorkloadArgs};
+use crate::sim::faults::run_schedule;
 use crate::sim::traffic_controller::TcSettings;
 use crate::sim::workload::Workload;
 use crate::sim::{Foundation, SimClient, pacer};
@@ -18,6 +19,7 @@ pub struct Simulation {
     /// The servers.
     pub foundation: std::sync::Arc<Foundation>,
     pacer: JoinHandle<()>,
+    faults: JoinHandle<()>,
 }
 
 impl Simulation {
@@ -27,6 +29,7 @@ impl Simulation {
         tc_address: SocketAddr,
         client: SimClient,
         workload: &WorkloadArgs,
+        faults: &FaultArgs,
     ) -> std::io::Result<Self> {
         let foundation = std::sync::Arc::new(
             Foundation::start(uaa_address, tc_address, client, TcSettings::default()).await?,
@@ -45,13 +48,29 @@ impl Simulation {
             tokio::spawn(
                 async move { pacer::run(stream, &sending.traffic_controller, rate).await },
             );
-        Ok(Self { foundation, pacer })
+        let injecting = foundation.clone();
+        let schedule = faults.clone();
+        let faults = tokio::spawn(async move {
+            run_schedule(
+                &injecting,
+                &schedule.faults,
+                schedule.interval,
+                schedule.duration,
+            )
+            .await
+        });
+        Ok(Self {
+            foundation,
+            pacer,
+            faults,
+        })
     }
 }
 
 impl Drop for Simulation {
     fn drop(&mut self) {
         self.pacer.abort();
+        self.faults.abort();
     }
 }
 
@@ -65,10 +84,14 @@ pub struct Demo {
 }
 
 /// Starts a simulated foundation on loopback and the exporter against it.
-pub async fn start_demo(common: &CommonArgs, workload: &WorkloadArgs) -> Result<Demo, StartError> {
+pub async fn start_demo(
+    common: &CommonArgs,
+    workload: &WorkloadArgs,
+    faults: &FaultArgs,
+) -> Result<Demo, StartError> {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let client = SimClient::default();
-    let simulation = Simulation::start(loopback, loopback, client.clone(), workload)
+    let simulation = Simulation::start(loopback, loopback, client.clone(), workload, faults)
         .await
         .map_err(|e| StartError::Setup(format!("cannot start the simulated foundation: {e}")))?;
     let mut source = SourceArgs::new(
@@ -100,6 +123,7 @@ pub async fn start_simulation(args: &SimulateArgs) -> std::io::Result<Simulation
         args.doppler_address,
         client,
         &args.workload,
+        &args.faults,
     )
     .await
 }

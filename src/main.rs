@@ -60,7 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app::run(ExporterConfig::new(source, &cli.common), shutdown).await?;
         }
         Some(Command::Demo(args)) => {
-            let demo = demo::start_demo(&args.common, &args.workload).await?;
+            let demo = demo::start_demo(&args.common, &args.workload, &args.faults).await?;
             let address = demo.exporter.address;
             let host = if address.ip().is_unspecified() {
                 "localhost".to_owned()

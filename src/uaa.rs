@@ -3,6 +3,7 @@
 //! Traffic Controller rejects it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use oauth2::basic::BasicClient;
@@ -104,15 +105,21 @@ impl TokenSource {
     }
 
     async fn fetch(&self) -> Result<CachedToken, UaaError> {
+        // oauth2 parses an error body the same whatever the status; keep the
+        // status to tell a refusal of the client from a server failure.
+        let http = StatusRecorder {
+            http: &self.http,
+            status: AtomicU16::new(0),
+        };
         let result = self
             .client
             .exchange_client_credentials()
-            .request_async(&self.http)
+            .request_async(&http)
             .await;
         let response = match result {
             Ok(response) => response,
             Err(e) => {
-                let error = classify(e);
+                let error = classify(e, http.status.load(Ordering::Relaxed));
                 let label = match error {
                     UaaError::Credentials(_) => "credentials",
                     UaaError::Unreachable(_) | UaaError::BadResponse(_) => "error",
@@ -130,16 +137,59 @@ impl TokenSource {
     }
 }
 
+/// The HTTP client for oauth2, remembering the status of the answer.
+struct StatusRecorder<'a> {
+    http: &'a reqwest::Client,
+    status: AtomicU16,
+}
+
+type HttpFuture<'c> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<oauth2::HttpResponse, oauth2::HttpClientError<reqwest::Error>>,
+            > + Send
+            + Sync
+            + 'c,
+    >,
+>;
+
+impl<'c> oauth2::AsyncHttpClient<'c> for StatusRecorder<'_> {
+    type Error = oauth2::HttpClientError<reqwest::Error>;
+    type Future = HttpFuture<'c>;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let response = oauth2::AsyncHttpClient::call(self.http, request).await;
+            if let Ok(r) = &response {
+                self.status.store(r.status().as_u16(), Ordering::Relaxed);
+            }
+            response
+        })
+    }
+}
+
+/// Sorts a failed token request: any 401, or a 400 that names the client,
+/// is a problem with the credentials; anything else a failure of UAA or of
+/// the network, worth retrying.
 fn classify<RE: std::error::Error + 'static>(
     e: RequestTokenError<RE, oauth2::basic::BasicErrorResponse>,
+    status: u16,
 ) -> UaaError {
+    use oauth2::basic::BasicErrorResponseType as Kind;
     match e {
         RequestTokenError::ServerResponse(r) => {
             let mut text = r.error().to_string();
             if let Some(description) = r.error_description() {
                 text = format!("{text}: {description}");
             }
-            UaaError::Credentials(text)
+            let refused = status == 401
+                || (status == 400
+                    && matches!(r.error(), Kind::InvalidClient | Kind::UnauthorizedClient));
+            if refused {
+                UaaError::Credentials(format!("HTTP {status}: {text}"))
+            } else {
+                UaaError::BadResponse(format!("HTTP {status}: {text}"))
+            }
         }
         RequestTokenError::Request(e) => {
             let mut text = e.to_string();
@@ -153,7 +203,13 @@ fn classify<RE: std::error::Error + 'static>(
         RequestTokenError::Parse(e, body) => {
             let body = String::from_utf8_lossy(&body);
             let body: String = body.chars().take(200).collect();
-            UaaError::BadResponse(format!("{e} (body: {body:?})"))
+            if status == 401 {
+                UaaError::Credentials(format!("HTTP 401: {body:?}"))
+            } else if status != 200 {
+                UaaError::BadResponse(format!("HTTP {status}: {body:?}"))
+            } else {
+                UaaError::BadResponse(format!("{e} (body: {body:?})"))
+            }
         }
         RequestTokenError::Other(text) => UaaError::BadResponse(text),
     }

@@ -59,7 +59,9 @@ async fn promtool_finds_no_problem_but_relayed_name_lints() {
         apps: 10,
         seed: 3,
     };
-    let demo = start_demo(&common, &workload).await.expect("demo starts");
+    let demo = start_demo(&common, &workload, &Default::default())
+        .await
+        .expect("demo starts");
     let url = format!("http://{}/metrics", demo.exporter.address);
     let body = common::eventually("a full round of the workload", || async {
         let body = reqwest::get(&url).await.ok()?.text().await.ok()?;

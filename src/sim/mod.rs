@@ -3,6 +3,7 @@
 //! runs the exporter against it, tests and benchmarks use it, and `simulate`
 //! serves it to any Firehose consumer.
 
+pub mod faults;
 pub mod pacer;
 pub mod traffic_controller;
 pub mod uaa;

@@ -1,7 +1,9 @@
 //! A Traffic Controller: `GET /firehose/<subscription-id>` upgraded to a
 //! websocket after checking `Authorization: bearer <token>`, one envelope per
 //! binary frame, pings like the real one, envelopes split at random among
-//! the connections that share a subscription id, and faults on command.
+//! the connections that share a subscription id, and faults on command:
+//! close with a code, reset without a close frame, hang in silence, or answer
+//! handshakes with 503.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -60,8 +62,16 @@ pub enum FrameKind {
 enum Command {
     Frame(Bytes),
     Close(u16, String),
+    /// Close the TCP connection without a close frame.
     Drop,
+    /// Reset the TCP connection (RST) without a close frame.
+    Reset,
+    /// Send nothing more, not even pings, and keep the connection open.
+    Hang,
 }
+
+/// Longest a hung connection is held open.
+const HANG_LIMIT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 struct Subscriber {
@@ -97,6 +107,10 @@ struct Inner {
     accepted: AtomicU64,
     refused: AtomicU64,
     published: AtomicU64,
+    /// Answer handshakes with 503, as when Dopplers cannot be reached.
+    unavailable: std::sync::atomic::AtomicBool,
+    /// Close codes the clients sent.
+    client_closes: Mutex<Vec<u16>>,
 }
 
 /// A running simulated Traffic Controller.
@@ -190,6 +204,11 @@ impl TrafficController {
         self.inner.accepted.load(Ordering::Relaxed)
     }
 
+    /// Frames published so far.
+    pub fn published(&self) -> u64 {
+        self.inner.published.load(Ordering::Relaxed)
+    }
+
     /// Handshakes refused with 401 so far.
     pub fn refused(&self) -> u64 {
         self.inner.refused.load(Ordering::Relaxed)
@@ -205,10 +224,43 @@ impl TrafficController {
 
     /// Drops every TCP connection without a close frame.
     pub fn drop_all(&self) {
+        self.take_all(|| Command::Drop);
+    }
+
+    /// Resets every TCP connection (RST) without a close frame, as a load
+    /// balancer does.
+    pub fn reset_all(&self) {
+        self.take_all(|| Command::Reset);
+    }
+
+    /// Every connection goes silent: no frames, no pings, no close, until the
+    /// client gives up. Envelopes published meanwhile go to other connections.
+    pub fn hang_all(&self) {
+        self.take_all(|| Command::Hang);
+    }
+
+    /// While set, handshakes are answered with 503 before the upgrade.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.inner.unavailable.store(unavailable, Ordering::Relaxed);
+    }
+
+    /// Close codes sent by clients so far, in order.
+    pub fn client_closes(&self) -> Vec<u16> {
+        self.inner
+            .client_closes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Unregisters every connection and sends each a command. Commands wait
+    /// behind frames already queued, so nothing published before is lost
+    /// unless the command itself loses it.
+    fn take_all(&self, command: impl Fn() -> Command) {
         let groups =
             std::mem::take(&mut *self.inner.groups.lock().unwrap_or_else(|e| e.into_inner()));
         for sub in groups.into_values().flatten() {
-            let _ = sub.tx.try_send(Command::Drop);
+            let _ = sub.tx.try_send(command());
         }
     }
 
@@ -258,6 +310,9 @@ fn check(inner: &Inner, request: &Request) -> Result<Subscription, Refusal> {
         Some("metrics") => Filter::Metrics,
         _ => Filter::All,
     };
+    if inner.unavailable.load(Ordering::Relaxed) {
+        return Err((StatusCode::SERVICE_UNAVAILABLE, ""));
+    }
     let authorization = request
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -339,7 +394,7 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream) {
                             }
                             Ok(other) => {
                                 let _ = sink.flush().await;
-                                finish(&mut sink, &mut incoming, other).await;
+                                finish(sink, incoming, other).await;
                                 unregister(&inner, &key, id);
                                 return;
                             }
@@ -349,7 +404,7 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream) {
                     if sink.flush().await.is_err() { break }
                 }
                 Some(other) => {
-                    finish(&mut sink, &mut incoming, other).await;
+                    finish(sink, incoming, other).await;
                     break;
                 }
                 None => break,
@@ -359,7 +414,14 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream) {
                     pong_deadline = far;
                     next_ping = Instant::now() + settings.ping_interval;
                 }
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(Message::Close(frame))) => {
+                    let code = frame.map_or(1005, |f| u16::from(f.code));
+                    inner.client_closes.lock().unwrap_or_else(|e| e.into_inner()).push(code);
+                    // Let the websocket layer answer the close.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), sink.flush()).await;
+                    break;
+                }
+                Some(Err(_)) | None => break,
                 Some(Ok(_)) => {}
             },
             _ = tokio::time::sleep_until(next_ping) => {
@@ -368,7 +430,7 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream) {
                 pong_deadline = Instant::now() + settings.pong_timeout;
             }
             _ = tokio::time::sleep_until(pong_deadline) => {
-                finish(&mut sink, &mut incoming, Command::Close(1008, KEEPALIVE_REASON.into())).await;
+                finish(sink, incoming, Command::Close(1008, KEEPALIVE_REASON.into())).await;
                 break;
             }
         }
@@ -380,23 +442,40 @@ type Sink = futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<T
 type Incoming = futures_util::stream::SplitStream<tokio_tungstenite::WebSocketStream<TcpStream>>;
 
 /// Ends a connection as `command` says: a close frame (then a short wait for
-/// the client's reply), or dropping the TCP connection with no close frame.
-async fn finish(sink: &mut Sink, incoming: &mut Incoming, command: Command) {
-    if let Command::Close(code, reason) = command {
-        let frame = CloseFrame {
-            code: code.into(),
-            reason: reason.into(),
-        };
-        if sink.send(Message::Close(Some(frame))).await.is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                while let Some(Ok(message)) = incoming.next().await {
-                    if matches!(message, Message::Close(_)) {
-                        break;
+/// the client's reply), closing or resetting the TCP connection with no close
+/// frame, or holding it open in silence until the client leaves.
+async fn finish(mut sink: Sink, mut incoming: Incoming, command: Command) {
+    match command {
+        Command::Close(code, reason) => {
+            let frame = CloseFrame {
+                code: code.into(),
+                reason: reason.into(),
+            };
+            if sink.send(Message::Close(Some(frame))).await.is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    while let Some(Ok(message)) = incoming.next().await {
+                        if matches!(message, Message::Close(_)) {
+                            break;
+                        }
                     }
-                }
+                })
+                .await;
+            }
+        }
+        Command::Reset => {
+            // With a zero linger, closing sends RST instead of FIN.
+            if let Ok(socket) = incoming.reunite(sink) {
+                let _ = socket.get_ref().set_zero_linger();
+            }
+        }
+        Command::Hang => {
+            // Read (so the client's leaving is noticed) but never answer.
+            let _ = tokio::time::timeout(HANG_LIMIT, async {
+                while let Some(Ok(_)) = incoming.next().await {}
             })
             .await;
         }
+        Command::Drop | Command::Frame(_) => {}
     }
 }
 

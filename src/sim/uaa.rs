@@ -1,10 +1,11 @@
 //! A UAA token endpoint: `POST /oauth/token` with client credentials by HTTP
-//! Basic or in the form, answering as UAA does.
+//! Basic or in the form, answering as UAA does, and failing on command: down
+//! (connections reset), HTTP 500, 401 `Bad credentials`, or slow.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{Form, State};
@@ -12,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use super::{SimClient, TokenBook};
 
@@ -25,11 +26,66 @@ pub struct SimUaa {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// How the simulated UAA behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UaaMode {
+    /// Issues tokens to the right client.
+    #[default]
+    Normal,
+    /// Resets every connection before answering.
+    Down,
+    /// Answers HTTP 500.
+    ServerError,
+    /// Answers 401 `Bad credentials` whatever the credentials.
+    BadCredentials,
+    /// Answers normally after the given delay.
+    Slow(std::time::Duration),
+}
+
 #[derive(Debug)]
 struct Inner {
     client: SimClient,
     book: Arc<TokenBook>,
     refused: AtomicU64,
+    requests: AtomicU64,
+    mode: Mutex<UaaMode>,
+}
+
+impl Inner {
+    fn mode(&self) -> UaaMode {
+        *self.mode.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Accepts connections, resetting them while UAA is down.
+struct FaultyListener {
+    listener: TcpListener,
+    inner: Arc<Inner>,
+}
+
+impl axum::serve::Listener for FaultyListener {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, address)) = self.listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            };
+            if self.inner.mode() == UaaMode::Down {
+                self.inner.requests.fetch_add(1, Ordering::Relaxed);
+                let _ = stream.set_zero_linger();
+                drop(stream);
+                continue;
+            }
+            return (stream, address);
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
 }
 
 impl SimUaa {
@@ -45,10 +101,16 @@ impl SimUaa {
             client,
             book,
             refused: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            mode: Mutex::new(UaaMode::Normal),
         });
         let app = Router::new()
             .route("/oauth/token", post(token))
             .with_state(inner.clone());
+        let listener = FaultyListener {
+            listener,
+            inner: inner.clone(),
+        };
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -69,6 +131,16 @@ impl SimUaa {
         self.inner.refused.load(Ordering::Relaxed)
     }
 
+    /// Token requests received, answered or not.
+    pub fn requests(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// Changes how it behaves from now on.
+    pub fn set_mode(&self, mode: UaaMode) {
+        *self.inner.mode.lock().unwrap_or_else(|e| e.into_inner()) = mode;
+    }
+
     /// Revokes every token issued so far: the Traffic Controller will refuse them.
     pub fn revoke_all(&self) {
         self.inner.book.revoke_all();
@@ -86,6 +158,21 @@ async fn token(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
+    inner.requests.fetch_add(1, Ordering::Relaxed);
+    match inner.mode() {
+        UaaMode::ServerError => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(serde_json::json!({
+                    "error": "server_error",
+                    "error_description": "Internal Server Error"
+                })),
+            )
+                .into_response();
+        }
+        UaaMode::Slow(delay) => tokio::time::sleep(delay).await,
+        UaaMode::Normal | UaaMode::Down | UaaMode::BadCredentials => {}
+    }
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
         return (
             StatusCode::BAD_REQUEST,
@@ -102,9 +189,10 @@ async fn token(
             form.get("client_secret")?.clone(),
         ))
     });
-    let accepted = credentials.is_some_and(|(id, secret)| {
-        id == inner.client.id && secret == inner.client.secret.expose()
-    });
+    let accepted = inner.mode() != UaaMode::BadCredentials
+        && credentials.is_some_and(|(id, secret)| {
+            id == inner.client.id && secret == inner.client.secret.expose()
+        });
     if !accepted {
         inner.refused.fetch_add(1, Ordering::Relaxed);
         return (
