@@ -26,6 +26,7 @@ pub struct Telemetry {
     /// Open Firehose connections.
     pub connections: Gauge,
     reconnects: Counters,
+    connect_errors: Counters,
     /// Signs that the Firehose is cutting this consumer off for being slow.
     pub slow_consumer_alerts: Counter,
     /// Unix time of the last envelope received.
@@ -95,6 +96,12 @@ impl Telemetry {
         );
         reg(
             r,
+            "connect_errors",
+            "Failed attempts to open a Firehose connection, by reason",
+            self.connect_errors.clone(),
+        );
+        reg(
+            r,
             "slow_consumer_alerts",
             "Signs that the Firehose cut this consumer off for reading too slowly",
             self.slow_consumer_alerts.clone(),
@@ -155,6 +162,13 @@ impl Telemetry {
     /// Counter of reconnections for `reason`.
     pub fn reconnects(&self, reason: &str) -> Counter {
         self.reconnects
+            .get_or_create(&[("reason", reason.to_owned())])
+            .clone()
+    }
+
+    /// Counter of failed connection attempts for `reason`.
+    pub fn connect_errors(&self, reason: &str) -> Counter {
+        self.connect_errors
             .get_or_create(&[("reason", reason.to_owned())])
             .clone()
     }

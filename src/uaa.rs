@@ -61,6 +61,9 @@ impl TokenSource {
             // Following redirects would hand the credentials to another host.
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.uaa_timeout)
+            // A token is fetched every few hours at most: a pooled connection
+            // would only be a stale one by then.
+            .pool_max_idle_per_host(0)
             .danger_accept_invalid_certs(config.skip_ssl_verify)
             .build()
             .map_err(|e| UaaError::Unreachable(e.to_string()))?;

@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use cf_firehose_exporter::sim::traffic_controller::TcSettings;
+use cf_firehose_exporter::sim::uaa::UaaMode;
 use cf_firehose_exporter::sim::{Foundation, SimClient};
 use cf_firehose_exporter::telemetry::Telemetry;
 use cf_firehose_exporter::uaa::{TokenSource, UaaError};
@@ -66,7 +67,7 @@ async fn bad_credentials_are_reported_as_such_without_the_secret() {
     let error = tokens.authorization().await.unwrap_err();
     assert_eq!(
         error,
-        UaaError::Credentials("unauthorized: Bad credentials".into())
+        UaaError::Credentials("HTTP 401: unauthorized: Bad credentials".into())
     );
     assert!(!error.to_string().contains("wrong-secret-value"));
     assert_eq!(f.uaa.refused(), 1);
@@ -88,4 +89,46 @@ async fn an_unreachable_uaa_is_a_network_error() {
         tokens.authorization().await,
         Err(UaaError::Unreachable(_))
     ));
+}
+
+#[tokio::test]
+async fn uaa_failures_are_sorted_and_a_healed_uaa_issues_again() {
+    let f = foundation(Duration::from_secs(3600)).await;
+    let telemetry = Telemetry::new();
+    let mut config = common::config_for(&f, Duration::from_secs(60)).source;
+    config.uaa_timeout = Duration::from_millis(300);
+    let tokens = TokenSource::new(&config, telemetry.clone()).unwrap();
+
+    f.uaa.set_mode(UaaMode::ServerError);
+    let error = tokens.authorization().await.unwrap_err();
+    assert_eq!(
+        error,
+        UaaError::BadResponse("HTTP 500: server_error: Internal Server Error".into()),
+        "a 500 is not a credentials problem"
+    );
+
+    f.uaa.set_mode(UaaMode::Down);
+    assert!(
+        matches!(tokens.authorization().await, Err(UaaError::Unreachable(_))),
+        "reset connections"
+    );
+
+    f.uaa.set_mode(UaaMode::Slow(Duration::from_secs(2)));
+    let error = tokens.authorization().await.unwrap_err();
+    assert!(
+        matches!(&error, UaaError::Unreachable(text) if text.contains("timed out")),
+        "{error:?}"
+    );
+
+    f.uaa.set_mode(UaaMode::BadCredentials);
+    assert_eq!(
+        tokens.authorization().await.unwrap_err(),
+        UaaError::Credentials("HTTP 401: unauthorized: Bad credentials".into())
+    );
+
+    f.uaa.set_mode(UaaMode::Normal);
+    assert!(tokens.authorization().await.is_ok());
+    assert_eq!(telemetry.token_requests("error").get(), 3);
+    assert_eq!(telemetry.token_requests("credentials").get(), 1);
+    assert_eq!(telemetry.token_requests("success").get(), 1);
 }

@@ -50,6 +50,19 @@ pub enum ConnectError {
     Unreachable(String),
 }
 
+impl ConnectError {
+    /// The `reason` label of `connect_errors_total`.
+    pub fn reason_label(&self) -> &'static str {
+        match self {
+            ConnectError::Uaa(UaaError::Credentials(_)) => "uaa_credentials",
+            ConnectError::Uaa(_) => "uaa_error",
+            ConnectError::Unauthorized(_) => "unauthorized",
+            ConnectError::Rejected { .. } => "rejected",
+            ConnectError::Unreachable(_) => "unreachable",
+        }
+    }
+}
+
 /// Why a source stopped for good before shutdown.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
@@ -203,6 +216,9 @@ impl FirehoseSource {
                 _ = shutdown.cancelled() => break Ok(()),
                 attempt = self.connect() => attempt,
             };
+            if let Err(error) = &attempt {
+                self.telemetry.connect_errors(error.reason_label()).inc();
+            }
             let (failure, loud) = match attempt {
                 Ok(socket) => {
                     retry_unauthorized = true;
