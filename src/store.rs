@@ -134,6 +134,11 @@ impl SeriesStore {
         self.len() == 0
     }
 
+    /// Number of families held.
+    pub fn families(&self) -> usize {
+        self.families.len()
+    }
+
     /// The expiration this store was built with.
     pub fn expiration(&self) -> Duration {
         self.expiration
