@@ -8,6 +8,7 @@ pub mod demo;
 pub mod envelope;
 pub mod exposition;
 pub mod ingest;
+pub mod logging;
 pub mod naming;
 pub mod server;
 pub mod sim;

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         ),
         None => (cli.common.log_level.clone(), cli.common.log_format.clone()),
     };
-    init_logging(&level, &format);
+    cf_firehose_exporter::logging::init(&level, &format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -42,7 +42,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Whatever still runs (a scrape being encoded) must not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -115,16 +118,4 @@ async fn wait_for_signal(shutdown: CancellationToken) {
     let _ = ctrl_c.await;
     tracing::info!("shutting down");
     shutdown.cancel();
-}
-
-fn init_logging(level: &str, format: &str) {
-    let filter = tracing_subscriber::EnvFilter::new(format!("warn,cf_firehose_exporter={level}"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.with_ansi(false).init();
-    }
 }

@@ -75,3 +75,104 @@ fn help_lists_flags_with_environment_variables_and_hides_the_secret() {
     }
     assert!(!stdout.contains("topsecret"));
 }
+
+#[test]
+fn giving_up_after_max_retry_count_exits_non_zero_with_one_clear_line() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (code, _, stderr) = run(exporter().args([
+        "--uaa.url",
+        &format!("http://{closed}"),
+        "--uaa.client-id",
+        "c",
+        "--uaa.client-secret",
+        "s3cr3t-value",
+        "--doppler.url",
+        &format!("ws://{closed}"),
+        "--doppler.max-retry-count",
+        "2",
+        "--doppler.min-retry-delay",
+        "10ms",
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]));
+    assert_eq!(code, 1, "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(
+            "error: giving up after 2 failed attempts in a row (--doppler.max-retry-count); \
+             last error: UAA unreachable"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cr3t-value"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_the_demo_cleanly_within_five_seconds() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let mut child = exporter()
+        .args(["demo", "--web.listen-address", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("demo starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("demo: metrics on http://")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    // Wait until it streams: `up` is 1.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut body = String::new();
+        if let Ok(mut stream) = std::net::TcpStream::connect(&address) {
+            let _ = write!(
+                stream,
+                "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
+            let _ = stream.read_to_string(&mut body);
+        }
+        if body.contains("\ncf_firehose_exporter_up 1\n") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the demo never streamed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let signalled = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(5),
+            "still running 5 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(exit.code(), Some(0));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
+}

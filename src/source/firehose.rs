@@ -266,13 +266,11 @@ impl FirehoseSource {
                 }
             };
             let delay = self.backoff.next_delay();
+            let shown = humantime::format_duration(Duration::from_millis(delay.as_millis() as u64));
             if loud {
-                tracing::info!(
-                    "backing off {:.1} s before reconnecting",
-                    delay.as_secs_f64()
-                );
+                tracing::info!(delay = %shown, "backing off before reconnecting");
             } else {
-                tracing::debug!(error = %failure, "backing off {:.1} s before reconnecting", delay.as_secs_f64());
+                tracing::debug!(delay = %shown, error = %failure, "backing off before reconnecting");
             }
             self.state.send_replace(StreamState::BackingOff(failure));
             tokio::select! {
