@@ -21,10 +21,11 @@ use crate::store::SeriesStore;
 use crate::telemetry::Telemetry;
 use crate::uaa::TokenSource;
 
-/// Batches that may wait between reading and decoding: at most
-/// `QUEUE_BATCHES × MAX_BATCH` frames and about `QUEUE_BATCHES ×
-/// MAX_BATCH_BYTES` bytes (64 MiB).
-const QUEUE_BATCHES: usize = 256;
+/// Batches that may wait between reading and decoding.
+const QUEUE_BATCHES: usize = 4096;
+/// Bytes of frames that may wait between reading and decoding (at least
+/// four of the largest frames).
+const QUEUE_BYTES: usize = 64 << 20;
 /// Time allowed for an orderly stop before the remaining tasks are abandoned.
 const STOP_TIMEOUT: Duration = Duration::from_secs(4);
 
@@ -114,7 +115,11 @@ impl Exporter {
             TokenSource::new(&config.source, telemetry.clone())
                 .map_err(|e| StartError::Setup(e.to_string()))?,
         );
-        let (frames, frames_rx) = FrameSender::channel(QUEUE_BATCHES, telemetry.clone());
+        let (frames, frames_rx) = FrameSender::channel(
+            QUEUE_BATCHES,
+            QUEUE_BYTES.max(config.source.max_frame_size.saturating_mul(4)),
+            telemetry.clone(),
+        );
         let source =
             FirehoseSource::new(&config.source, tokens, frames, telemetry.clone(), state_tx)
                 .map_err(StartError::Setup)?;

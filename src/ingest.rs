@@ -6,12 +6,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
-use tokio::sync::mpsc;
 
 use crate::envelope::{self, DecodeError};
 use crate::naming::SeriesUpdate;
 use crate::naming::native::NativeScheme;
-use crate::source::FrameBatch;
+use crate::source::FrameReceiver;
 use crate::store::SeriesStore;
 use crate::telemetry::Telemetry;
 
@@ -118,9 +117,9 @@ impl Ingest {
     }
 
     /// Consumes batches until every sender is gone.
-    pub async fn run(mut self, mut frames: mpsc::Receiver<FrameBatch>) {
+    pub async fn run(mut self, mut frames: FrameReceiver) {
         while let Some(batch) = frames.recv().await {
-            self.batch(&batch);
+            self.batch(&batch.frames);
         }
     }
 }

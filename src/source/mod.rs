@@ -7,8 +7,10 @@ pub mod firehose;
 pub mod slow_consumer;
 mod tls;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch};
 
 use crate::telemetry::Telemetry;
 
@@ -18,10 +20,20 @@ pub type FrameBatch = Vec<Bytes>;
 /// Most frames put in one batch.
 pub const MAX_BATCH: usize = 512;
 
-/// A batch is handed over once it holds this many bytes, so that the queue's
-/// memory stays bounded by about `capacity × MAX_BATCH_BYTES` plus one frame
-/// per batch.
+/// A batch is handed over once it holds this many bytes.
 pub const MAX_BATCH_BYTES: usize = 256 << 10;
+
+/// A batch waiting for decoding. It holds its share of the queue's byte
+/// budget until it is dropped, after decoding.
+#[derive(Debug)]
+pub struct QueuedBatch {
+    /// The frames, in the order they were read.
+    pub frames: FrameBatch,
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// The receiving half of the queue, for decoding.
+pub type FrameReceiver = mpsc::Receiver<QueuedBatch>;
 
 /// What a source is doing, for the landing page, readiness and `up`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,33 +62,65 @@ impl std::fmt::Display for StreamState {
     }
 }
 
-/// The sending half of the queue from a source to decoding. Full means drop
-/// and count: the socket must keep being read so pings get answered.
+/// The sending half of the queue from a source to decoding, bounded in
+/// batches and in bytes. Full means drop and count: the socket must keep
+/// being read so pings get answered.
 #[derive(Debug, Clone)]
 pub struct FrameSender {
-    tx: mpsc::Sender<FrameBatch>,
+    tx: mpsc::Sender<QueuedBatch>,
+    bytes: Arc<Semaphore>,
     telemetry: Telemetry,
 }
 
 impl FrameSender {
-    /// A bounded queue of `capacity` batches.
-    pub fn channel(capacity: usize, telemetry: Telemetry) -> (Self, mpsc::Receiver<FrameBatch>) {
-        let (tx, rx) = mpsc::channel(capacity);
-        (Self { tx, telemetry }, rx)
+    /// A queue of at most `max_batches` batches and `max_bytes` bytes of frames.
+    pub fn channel(
+        max_batches: usize,
+        max_bytes: usize,
+        telemetry: Telemetry,
+    ) -> (Self, FrameReceiver) {
+        let (tx, rx) = mpsc::channel(max_batches);
+        let bytes = Arc::new(Semaphore::new(max_bytes.min(Semaphore::MAX_PERMITS)));
+        (
+            Self {
+                tx,
+                bytes,
+                telemetry,
+            },
+            rx,
+        )
     }
 
     /// Hands over a batch without waiting. Returns false once decoding is gone.
-    pub fn send(&self, batch: FrameBatch) -> bool {
+    pub fn send(&self, frames: FrameBatch) -> bool {
+        let size: usize = frames.iter().map(Bytes::len).sum();
+        let size = u32::try_from(size.max(1)).unwrap_or(u32::MAX);
+        let permit = match self.bytes.clone().try_acquire_many_owned(size) {
+            Ok(permit) => permit,
+            Err(TryAcquireError::NoPermits) => {
+                self.dropped(frames.len());
+                return !self.tx.is_closed();
+            }
+            Err(TryAcquireError::Closed) => return false,
+        };
+        let batch = QueuedBatch {
+            frames,
+            _bytes: permit,
+        };
         match self.tx.try_send(batch) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(batch)) => {
-                self.telemetry
-                    .envelopes_dropped("queue_full")
-                    .inc_by(batch.len() as u64);
+                self.dropped(batch.frames.len());
                 true
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    fn dropped(&self, frames: usize) {
+        self.telemetry
+            .envelopes_dropped("queue_full")
+            .inc_by(frames as u64);
     }
 }
 
@@ -90,13 +134,31 @@ mod tests {
     #[test]
     fn a_full_queue_drops_and_counts_instead_of_waiting() {
         let telemetry = Telemetry::new();
-        let (sender, mut rx) = FrameSender::channel(1, telemetry.clone());
+        let (sender, mut rx) = FrameSender::channel(1, 1 << 20, telemetry.clone());
         let batch = |n: usize| vec![Bytes::from_static(b"x"); n];
         assert!(sender.send(batch(3)));
         assert!(sender.send(batch(5)), "full is not closed");
         assert_eq!(telemetry.envelopes_dropped("queue_full").get(), 5);
-        assert_eq!(rx.try_recv().unwrap().len(), 3);
+        assert_eq!(rx.try_recv().unwrap().frames.len(), 3);
         drop(rx);
         assert!(!sender.send(batch(1)), "closed once decoding is gone");
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_until_batches_are_decoded() {
+        let telemetry = Telemetry::new();
+        let (sender, mut rx) = FrameSender::channel(100, 1000, telemetry.clone());
+        let frame = Bytes::from(vec![0u8; 400]);
+        assert!(sender.send(vec![frame.clone()]));
+        assert!(sender.send(vec![frame.clone()]));
+        // 1200 bytes would not fit in 1000.
+        assert!(sender.send(vec![frame.clone(), frame.clone()]));
+        assert_eq!(telemetry.envelopes_dropped("queue_full").get(), 2);
+        // Decoding one batch gives its bytes back.
+        drop(rx.try_recv().unwrap());
+        assert!(sender.send(vec![frame.clone()]));
+        assert_eq!(telemetry.envelopes_dropped("queue_full").get(), 2);
+        assert_eq!(rx.try_recv().unwrap().frames.len(), 1);
+        assert_eq!(rx.try_recv().unwrap().frames.len(), 1);
     }
 }
