@@ -7,6 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cf_firehose_exporter::envelope::EVENT_TYPE_NAMES;
 use cf_firehose_exporter::envelope::{self, DecodeError};
 use cf_firehose_exporter::ingest::Ingest;
 use cf_firehose_exporter::naming::native::NativeScheme;
@@ -14,15 +15,6 @@ use cf_firehose_exporter::store::SeriesStore;
 use cf_firehose_exporter::telemetry::Telemetry;
 use common::{CONTAINER_METRIC, COUNTER_EVENT, VALUE_METRIC, hex};
 use proptest::prelude::*;
-
-const EVENT_TYPES: [&str; 6] = [
-    "HttpStartStop",
-    "LogMessage",
-    "ValueMetric",
-    "CounterEvent",
-    "Error",
-    "ContainerMetric",
-];
 
 struct Counts {
     received: u64,
@@ -33,7 +25,7 @@ struct Counts {
 
 fn counts(t: &Telemetry) -> Counts {
     Counts {
-        received: EVENT_TYPES
+        received: EVENT_TYPE_NAMES
             .iter()
             .map(|e| t.envelopes_received(e).get())
             .sum(),

@@ -6,23 +6,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cf_firehose_exporter::envelope::EVENT_TYPE_NAMES;
 use cf_firehose_exporter::ingest::Ingest;
 use cf_firehose_exporter::naming::native::NativeScheme;
 use cf_firehose_exporter::store::SeriesStore;
 use cf_firehose_exporter::telemetry::Telemetry;
 use libfuzzer_sys::fuzz_target;
 
-const EVENT_TYPES: [&str; 6] = [
-    "HttpStartStop",
-    "LogMessage",
-    "ValueMetric",
-    "CounterEvent",
-    "Error",
-    "ContainerMetric",
-];
 
 fn counted(t: &Telemetry) -> u64 {
-    EVENT_TYPES
+    EVENT_TYPE_NAMES
         .iter()
         .map(|e| t.envelopes_received(e).get())
         .sum::<u64>()

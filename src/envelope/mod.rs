@@ -90,6 +90,16 @@ fn validate(envelope: &Envelope) -> Result<(), DecodeError> {
     }
 }
 
+/// The names of the event types this version knows, for labels and filters.
+pub const EVENT_TYPE_NAMES: [&str; 6] = [
+    "HttpStartStop",
+    "LogMessage",
+    "ValueMetric",
+    "CounterEvent",
+    "Error",
+    "ContainerMetric",
+];
+
 /// The name used for an event type in labels and filters.
 pub fn event_type_name(event_type: i32) -> &'static str {
     match EventType::try_from(event_type) {
