@@ -44,6 +44,8 @@ pub struct ExporterConfig {
     pub listen_address: SocketAddr,
     /// Path of the metrics.
     pub telemetry_path: String,
+    /// Whether OpenMetrics may be negotiated.
+    pub openmetrics: bool,
 }
 
 impl ExporterConfig {
@@ -56,6 +58,7 @@ impl ExporterConfig {
             max_series: usize::try_from(common.max_series).unwrap_or(usize::MAX),
             listen_address: common.listen_address,
             telemetry_path: common.telemetry_path.clone(),
+            openmetrics: !common.disable_openmetrics,
         }
     }
 }
@@ -134,6 +137,8 @@ impl Exporter {
             store: store.clone(),
             stream: state_rx.clone(),
             telemetry_path: config.telemetry_path.clone(),
+            openmetrics: config.openmetrics,
+            scrapes: Default::default(),
         });
         let shutdown = CancellationToken::new();
         let http_shutdown = shutdown.clone();

@@ -211,6 +211,12 @@ pub struct CommonArgs {
         value_name = "PATH"
     )]
     pub telemetry_path: String,
+    /// Serve the text format 0.0.4 even to scrapers that prefer OpenMetrics.
+    #[arg(
+        long = "web.disable-openmetrics",
+        env = "FIREHOSE_EXPORTER_WEB_DISABLE_OPENMETRICS"
+    )]
+    pub disable_openmetrics: bool,
     /// Log level: error, warn, info, debug or trace.
     #[arg(
         long = "log.level",

@@ -1,5 +1,6 @@
 //! Exposition: writes a snapshot of the store and the self metrics in the
-//! Prometheus text format 0.0.4, through prometheus-client.
+//! Prometheus text format 0.0.4 or OpenMetrics 1.0, through prometheus-client,
+//! as the scraper's `Accept` header asks.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,52 +16,154 @@ use crate::telemetry::Telemetry;
 
 /// The Content-Type of the Prometheus text format 0.0.4.
 pub const TEXT_CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+/// The Content-Type of OpenMetrics 1.0.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A format the exporter writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Prometheus text 0.0.4: counters typed under their `_total` sample name.
+    PrometheusText,
+    /// OpenMetrics 1.0: counters typed under the family name, `# EOF` at the end.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The exact Content-Type of a body in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::PrometheusText => TEXT_CONTENT_TYPE,
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+        }
+    }
+
+    /// The format to answer an `Accept` header with: OpenMetrics 1.0 when it
+    /// is weighted highest of the two (and `openmetrics` allows it), else
+    /// text 0.0.4, which is also the answer to no header and to anything
+    /// this exporter cannot write.
+    pub fn negotiate(accept: Option<&str>, openmetrics: bool) -> Format {
+        let Some(accept) = accept else {
+            return Format::PrometheusText;
+        };
+        let mut best: Option<(f32, Format)> = None;
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let mut q = 1.0f32;
+            let mut version = None;
+            for param in parts {
+                let Some((key, value)) = param.split_once('=') else {
+                    continue;
+                };
+                match key.trim().to_ascii_lowercase().as_str() {
+                    "q" => q = value.trim().parse().unwrap_or(0.0),
+                    "version" => version = Some(value.trim().trim_matches('"').to_owned()),
+                    _ => {}
+                }
+            }
+            let format = match (media.as_str(), version.as_deref()) {
+                ("application/openmetrics-text", None | Some("1.0.0")) if openmetrics => {
+                    Format::OpenMetrics
+                }
+                ("text/plain", None | Some("0.0.4")) | ("text/*" | "*/*", _) => {
+                    Format::PrometheusText
+                }
+                _ => continue,
+            };
+            if q > 0.0 && best.is_none_or(|(best_q, _)| q > best_q) {
+                best = Some((q, format));
+            }
+        }
+        best.map_or(Format::PrometheusText, |(_, format)| format)
+    }
+}
 
 /// Everything a scrape writes: the relayed series, then the self metrics.
 #[derive(Debug)]
 pub struct Exposition {
-    registry: Registry,
+    text: Registry,
+    openmetrics: Registry,
     telemetry: Telemetry,
 }
 
 impl Exposition {
     /// Exposes `store` and `telemetry`.
     pub fn new(store: Arc<SeriesStore>, telemetry: Telemetry) -> Self {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(StoreCollector(store)));
-        telemetry.register(&mut registry);
+        let registry = |escape_help| {
+            let mut registry = Registry::default();
+            registry.register_collector(Box::new(StoreCollector {
+                store: store.clone(),
+                escape_help,
+            }));
+            telemetry.register(&mut registry);
+            registry
+        };
         Self {
-            registry,
+            // The 0.0.4 encoder escapes HELP itself; the OpenMetrics one does not.
+            text: registry(false),
+            openmetrics: registry(true),
             telemetry,
         }
     }
 
-    /// Encodes one scrape in the text format 0.0.4 and records its duration.
-    pub fn encode_text(&self) -> String {
+    /// Encodes one scrape in `format` and records its duration.
+    pub fn encode(&self, format: Format) -> String {
         let started = Instant::now();
         let mut body = String::new();
-        prometheus_client::encoding::prometheus_text::encode(&mut body, &self.registry)
-            .expect("writing to a String cannot fail");
+        let written = match format {
+            Format::PrometheusText => {
+                prometheus_client::encoding::prometheus_text::encode(&mut body, &self.text)
+            }
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut body, &self.openmetrics)
+            }
+        };
+        written.expect("writing to a String cannot fail");
         self.telemetry
             .scrape_duration
             .set(started.elapsed().as_secs_f64());
         body
     }
+
+    /// Encodes one scrape in the text format 0.0.4.
+    pub fn encode_text(&self) -> String {
+        self.encode(Format::PrometheusText)
+    }
 }
 
 /// Presents the store to prometheus-client as families of gauges and counters.
 #[derive(Debug)]
-struct StoreCollector(Arc<SeriesStore>);
+struct StoreCollector {
+    store: Arc<SeriesStore>,
+    /// Escape `\`, `"` and newlines in HELP, for an encoder that does not.
+    escape_help: bool,
+}
+
+/// HELP text as OpenMetrics wants it.
+fn escape_help(help: &str) -> std::borrow::Cow<'_, str> {
+    if !help.contains(['\\', '"', '\n']) {
+        return help.into();
+    }
+    help.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .into()
+}
 
 impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        for family in self.0.snapshot() {
+        for family in self.store.snapshot() {
             let metric_type = match family.kind {
                 MetricKind::Gauge => MetricType::Gauge,
                 MetricKind::Counter => MetricType::Counter,
             };
-            let mut metric =
-                encoder.encode_descriptor(&family.name, &family.help, None, metric_type)?;
+            let help = if self.escape_help {
+                escape_help(&family.help)
+            } else {
+                family.help.as_ref().into()
+            };
+            let mut metric = encoder.encode_descriptor(&family.name, &help, None, metric_type)?;
             for (labels, value) in &family.series {
                 let mut sample = metric.encode_family(labels)?;
                 match family.kind {
@@ -81,8 +184,9 @@ mod tests {
     use crate::naming::{SeriesUpdate, Value};
     use std::time::Duration;
 
-    #[test]
-    fn golden_text_for_a_fixed_store() {
+    /// A store with a counter, a gauge with a unit and a gauge whose name
+    /// and label need escaping.
+    fn fixed() -> Exposition {
         let telemetry = Telemetry::new();
         let store = Arc::new(SeriesStore::new(Duration::from_secs(60), telemetry.clone()));
         let now = tokio::time::Instant::now();
@@ -124,13 +228,21 @@ mod tests {
                 now,
             );
         }
-        let text = Exposition::new(store, telemetry).encode_text();
-        // prometheus-client writes registered metrics before collectors.
-        let relayed = &text[text
+        Exposition::new(store, telemetry)
+    }
+
+    /// The relayed families: prometheus-client writes registered metrics first.
+    fn relayed(text: &str) -> &str {
+        &text[text
             .find("# HELP numCPUS")
-            .expect("relayed families present")..];
+            .expect("relayed families present")..]
+    }
+
+    #[test]
+    fn golden_text_for_a_fixed_store() {
+        let text = fixed().encode(Format::PrometheusText);
         assert_eq!(
-            relayed,
+            relayed(&text),
             "# HELP numCPUS Cloud Foundry gauge 'numCPUS'\n\
              # TYPE numCPUS gauge\n\
              numCPUS{origin=\"rep\",unit=\"count\"} 4.0\n\
@@ -144,5 +256,88 @@ mod tests {
         assert!(text.contains("# TYPE cf_firehose_exporter_up gauge\ncf_firehose_exporter_up 0\n"));
         assert!(text.contains("cf_firehose_exporter_build_info{version=\""));
         assert!(text.contains("cf_firehose_exporter_series 3\n"));
+        assert!(!text.contains("# EOF"));
+    }
+
+    /// What Prometheus 2.x sends by default.
+    const PROMETHEUS_2: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    /// Prometheus 2.x with native histograms: protobuf first.
+    const PROMETHEUS_2_PROTOBUF: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    /// What Prometheus 3.x sends with its default scrape protocols.
+    const PROMETHEUS_3: &str = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
+    /// Prometheus 3.x with `PrometheusProto` first.
+    const PROMETHEUS_3_PROTOBUF: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
+    /// A scraper that asks for the text format only.
+    const TEXT_ONLY: &str = "text/plain;version=0.0.4;q=0.5,*/*;q=0.4";
+
+    #[test]
+    fn negotiation_follows_the_weights_prometheus_sends() {
+        use Format::{OpenMetrics as Om, PrometheusText as Text};
+        let cases = [
+            (None, Text),
+            (Some(PROMETHEUS_2), Om),
+            (Some(PROMETHEUS_2_PROTOBUF), Om),
+            (Some(PROMETHEUS_3), Om),
+            (Some(PROMETHEUS_3_PROTOBUF), Om),
+            (Some(TEXT_ONLY), Text),
+            (Some("*/*"), Text),
+            (
+                Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+                Text,
+            ),
+            (Some("application/openmetrics-text"), Om),
+            (
+                Some(" Application/OpenMetrics-Text ; Version=1.0.0 ; q=0.9 , text/plain;q=0.5"),
+                Om,
+            ),
+            (
+                Some("application/openmetrics-text;q=0.4,text/plain;q=0.5"),
+                Text,
+            ),
+            (
+                Some("application/openmetrics-text;q=0.5,text/plain;q=0.5"),
+                Om,
+            ),
+            (Some("application/openmetrics-text;q=0,*/*;q=0.1"), Text),
+            (Some("application/openmetrics-text;version=2.0.0"), Text),
+            (
+                Some("application/openmetrics-text;q=high,text/plain;q=0.1"),
+                Text,
+            ),
+            (Some("application/vnd.google.protobuf"), Text),
+        ];
+        for (accept, expected) in cases {
+            assert_eq!(Format::negotiate(accept, true), expected, "{accept:?}");
+        }
+        assert_eq!(Format::negotiate(Some(PROMETHEUS_2), false), Text);
+        assert_eq!(
+            Format::OpenMetrics.content_type(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        assert_eq!(
+            Format::PrometheusText.content_type(),
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+    }
+
+    #[test]
+    fn golden_openmetrics_for_a_fixed_store() {
+        let text = fixed().encode(Format::OpenMetrics);
+        assert_eq!(
+            relayed(&text),
+            "# HELP numCPUS Cloud Foundry gauge 'numCPUS'\n\
+             # TYPE numCPUS gauge\n\
+             numCPUS{origin=\"rep\",unit=\"count\"} 4.0\n\
+             # HELP requests Cloud Foundry counter 'requests'\n\
+             # TYPE requests counter\n\
+             requests_total{origin=\"gorouter\"} 1234.0\n\
+             # HELP tricky Cloud Foundry gauge 'tricky\\\\name'\n\
+             # TYPE tricky gauge\n\
+             tricky{v=\"a\\\"b\\\\c\\nd\"} 0.5\n\
+             # EOF\n"
+        );
+        assert!(text.contains(
+            "# TYPE cf_firehose_exporter_series_expired counter\ncf_firehose_exporter_series_expired_total 0\n"
+        ));
     }
 }

@@ -1,18 +1,24 @@
-//! The HTTP side: `/metrics` (path configurable), a landing page, liveness
-//! and readiness.
+//! The HTTP side: `/metrics` (path configurable) in the format the scraper
+//! asks for, gzipped when it accepts that, a landing page, liveness and
+//! readiness.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::exposition::{Exposition, TEXT_CONTENT_TYPE};
+use bytes::Bytes;
+use tokio::sync::Mutex;
+use tower_http::compression::CompressionLayer;
+
+use crate::exposition::{Exposition, Format};
 use crate::source::StreamState;
 use crate::store::SeriesStore;
 
@@ -27,6 +33,49 @@ pub struct AppState {
     pub stream: watch::Receiver<StreamState>,
     /// Where metrics are served.
     pub telemetry_path: String,
+    /// Whether OpenMetrics may be negotiated.
+    pub openmetrics: bool,
+    /// The last body of each format, shared by scrapes that overlap.
+    pub scrapes: ScrapeCache,
+}
+
+/// One body encoded at a given time.
+#[derive(Debug)]
+struct Encoded {
+    started: Instant,
+    body: Bytes,
+}
+
+/// Scrapes that arrive while one is being encoded wait for it and share its
+/// body instead of encoding the store again: every scrape gets a body whose
+/// encoding started after it arrived.
+#[derive(Debug, Default)]
+pub struct ScrapeCache {
+    text: Mutex<Option<Encoded>>,
+    openmetrics: Mutex<Option<Encoded>>,
+}
+
+impl ScrapeCache {
+    /// A body in `format` at least as fresh as `arrived`, encoded by `encode` if needed.
+    async fn body<F>(&self, format: Format, arrived: Instant, encode: F) -> Result<Bytes, String>
+    where
+        F: std::future::Future<Output = Result<Bytes, String>>,
+    {
+        let mut slot = match format {
+            Format::PrometheusText => self.text.lock().await,
+            Format::OpenMetrics => self.openmetrics.lock().await,
+        };
+        if let Some(encoded) = slot.as_ref().filter(|e| e.started >= arrived) {
+            return Ok(encoded.body.clone());
+        }
+        let started = Instant::now();
+        let body = encode.await?;
+        *slot = Some(Encoded {
+            started,
+            body: body.clone(),
+        });
+        Ok(body)
+    }
 }
 
 /// The routes, without a socket: usable with `tower::ServiceExt::oneshot`.
@@ -36,6 +85,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(landing))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
+        .layer(CompressionLayer::new())
         .with_state(state)
 }
 
@@ -50,12 +100,28 @@ pub async fn serve(
         .await
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let arrived = Instant::now();
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept, state.openmetrics);
+    let encoder = state.clone();
     // Encoding is CPU work proportional to the store: keep it off the
     // runtime's worker threads.
-    let body = tokio::task::spawn_blocking(move || state.exposition.encode_text()).await;
-    match body {
-        Ok(body) => ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], body).into_response(),
+    let encode = async move {
+        tokio::task::spawn_blocking(move || Bytes::from(encoder.exposition.encode(format)))
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match state.scrapes.body(format, arrived, encode).await {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, format.content_type()),
+                (header::VARY, "Accept"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            body,
+        )
+            .into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("scrape failed: {e}\n"),
@@ -124,6 +190,8 @@ mod tests {
             store,
             stream: rx,
             telemetry_path: "/custom".into(),
+            openmetrics: true,
+            scrapes: ScrapeCache::default(),
         };
         (router(Arc::new(state)), tx)
     }

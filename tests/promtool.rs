@@ -50,6 +50,7 @@ async fn promtool_finds_no_problem_but_relayed_name_lints() {
         max_series: 1_000_000,
         listen_address: "127.0.0.1:0".parse().unwrap(),
         telemetry_path: "/metrics".into(),
+        disable_openmetrics: false,
         log_level: "info".into(),
         log_format: "logfmt".into(),
     };

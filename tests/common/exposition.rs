@@ -1,6 +1,7 @@
-//! A strict parser of the Prometheus text format 0.0.4, for checking what
-//! /metrics serves: every line must be valid, families contiguous, one TYPE
-//! and one HELP per family, no duplicate series, no duplicate label.
+//! A strict parser of the Prometheus text format 0.0.4 and of OpenMetrics
+//! 1.0 text, for checking what /metrics serves: every line must be valid,
+//! families contiguous, one TYPE and one HELP per family, no duplicate
+//! series, no duplicate label; OpenMetrics ends with `# EOF`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -114,8 +115,24 @@ fn parse_labels(s: &str) -> Result<(BTreeMap<String, String>, &str), String> {
     }
 }
 
-/// Parses and checks a whole body.
+/// Parses and checks a whole body in the text format 0.0.4.
 pub fn parse(body: &str) -> Result<Exposition, String> {
+    parse_with(body, false)
+}
+
+/// Parses and checks a whole body in OpenMetrics 1.0 text. Counter families
+/// are typed under their name and their samples end in `_total`.
+pub fn parse_openmetrics(body: &str) -> Result<Exposition, String> {
+    let content = body
+        .strip_suffix("# EOF\n")
+        .ok_or("OpenMetrics body does not end with \"# EOF\"")?;
+    if content.lines().any(|l| l == "# EOF") {
+        return Err("text after # EOF".into());
+    }
+    parse_with(content, true)
+}
+
+fn parse_with(body: &str, openmetrics: bool) -> Result<Exposition, String> {
     if !body.is_empty() && !body.ends_with('\n') {
         return Err("body does not end with a newline".into());
     }
@@ -137,6 +154,9 @@ pub fn parse(body: &str) -> Result<Exposition, String> {
     };
     for (n, line) in body.lines().enumerate() {
         let fail = |e: String| format!("line {}: {e}: {line:?}", n + 1);
+        if openmetrics && line.is_empty() {
+            return Err(fail("empty line".into()));
+        }
         if let Some(rest) = line.strip_prefix("# HELP ") {
             let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
             if !is_metric_name(name) {
@@ -153,7 +173,21 @@ pub fn parse(body: &str) -> Result<Exposition, String> {
             if !is_metric_name(name) {
                 return Err(fail(format!("bad name {name:?}")));
             }
-            if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
+            let kinds: &[&str] = if openmetrics {
+                &[
+                    "counter",
+                    "gauge",
+                    "histogram",
+                    "summary",
+                    "unknown",
+                    "stateset",
+                    "info",
+                    "gaugehistogram",
+                ]
+            } else {
+                &["counter", "gauge", "histogram", "summary", "untyped"]
+            };
+            if !kinds.contains(&kind) {
                 return Err(fail(format!("bad type {kind:?}")));
             }
             enter(name, &mut current).map_err(fail)?;
@@ -186,7 +220,20 @@ pub fn parse(body: &str) -> Result<Exposition, String> {
             if parts.next().is_some() {
                 return Err(fail("trailing text".into()));
             }
-            enter(name, &mut current).map_err(fail)?;
+            // In OpenMetrics a counter's samples carry a suffix its family lacks.
+            let family = match name.strip_suffix("_total") {
+                Some(stem)
+                    if openmetrics
+                        && out.types.get(stem).map(String::as_str) == Some("counter") =>
+                {
+                    stem
+                }
+                _ => name,
+            };
+            if openmetrics && out.types.get(name).map(String::as_str) == Some("counter") {
+                return Err(fail(format!("counter sample {name} without _total")));
+            }
+            enter(family, &mut current).map_err(fail)?;
             let key = (name.to_owned(), labels.clone().into_iter().collect());
             if !seen.insert(key) {
                 return Err(fail("duplicate series".into()));
@@ -223,5 +270,20 @@ fn the_parser_rejects_what_it_must() {
         "a-b 1\n",
     ] {
         assert!(parse(bad).is_err(), "{bad:?} should be rejected");
+    }
+    let om = "# HELP c C.\n# TYPE c counter\nc_total{a=\"b\"} 1.0\n# TYPE g gauge\ng 2\n# EOF\n";
+    let parsed = parse_openmetrics(om).unwrap();
+    assert_eq!(parsed.types["c"], "counter");
+    assert_eq!(parsed.value("c_total", &[("a", "b")]), Some(1.0));
+    for bad in [
+        "# TYPE c counter\nc_total 1\n",
+        "# TYPE c counter\nc 1\n# EOF\n",
+        "a 1\n# EOF\nb 1\n# EOF\n",
+        "# TYPE c counter\nc_total 1\ng 1\nc_total{a=\"b\"} 2\n# EOF\n",
+    ] {
+        assert!(
+            parse_openmetrics(bad).is_err(),
+            "{bad:?} should be rejected"
+        );
     }
 }

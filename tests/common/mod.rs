@@ -46,6 +46,7 @@ pub fn config_for(foundation: &Foundation, expiration: Duration) -> ExporterConf
         max_series: 1_000_000,
         listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
         telemetry_path: "/metrics".into(),
+        openmetrics: true,
     }
 }
 
