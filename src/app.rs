@@ -90,6 +90,7 @@ pub struct Exporter {
     pub telemetry: Telemetry,
     /// The source's state.
     pub stream: watch::Receiver<StreamState>,
+    http: Arc<AppState>,
     shutdown: CancellationToken,
     source: JoinHandle<Result<(), SourceError>>,
     tasks: Vec<JoinHandle<()>>,
@@ -152,11 +153,12 @@ impl Exporter {
         });
         let sweeper = tokio::spawn(store.clone().run_sweeper());
         let sweeper_stop = shutdown.clone();
+        let http_state = state.clone();
         let tasks = vec![
             tokio::spawn(ingest.run(frames_rx)),
             tokio::spawn(async move {
                 if let Err(error) =
-                    server::serve(listener, server::router(state), http_shutdown).await
+                    server::serve(listener, server::router(http_state), http_shutdown).await
                 {
                     tracing::error!(%error, "HTTP server failed");
                 }
@@ -177,10 +179,16 @@ impl Exporter {
             store,
             telemetry,
             stream: state_rx,
+            http: state,
             shutdown,
             source,
             tasks,
         })
+    }
+
+    /// How many scrape bodies were encoded so far (overlapping scrapes share one).
+    pub fn scrape_encodings(&self) -> u64 {
+        self.http.exposition.encodings()
     }
 
     /// A handle that stops the exporter when cancelled.

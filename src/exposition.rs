@@ -85,6 +85,7 @@ pub struct Exposition {
     text: Registry,
     openmetrics: Registry,
     telemetry: Telemetry,
+    encodings: std::sync::atomic::AtomicU64,
 }
 
 impl Exposition {
@@ -104,11 +105,19 @@ impl Exposition {
             text: registry(false),
             openmetrics: registry(true),
             telemetry,
+            encodings: Default::default(),
         }
+    }
+
+    /// How many bodies were encoded so far.
+    pub fn encodings(&self) -> u64 {
+        self.encodings.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Encodes one scrape in `format` and records its duration.
     pub fn encode(&self, format: Format) -> String {
+        self.encodings
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = Instant::now();
         let mut body = String::new();
         let written = match format {

@@ -39,16 +39,16 @@ pub struct AppState {
     pub scrapes: ScrapeCache,
 }
 
-/// One body encoded at a given time.
+/// One body and when its encoding finished.
 #[derive(Debug)]
 struct Encoded {
-    started: Instant,
+    finished: Instant,
     body: Bytes,
 }
 
 /// Scrapes that arrive while one is being encoded wait for it and share its
-/// body instead of encoding the store again: every scrape gets a body whose
-/// encoding started after it arrived.
+/// body instead of encoding the store again; a scrape that finds no encoding
+/// under way starts one, so no body is older than the scrape that gets it.
 #[derive(Debug, Default)]
 pub struct ScrapeCache {
     text: Mutex<Option<Encoded>>,
@@ -65,13 +65,12 @@ impl ScrapeCache {
             Format::PrometheusText => self.text.lock().await,
             Format::OpenMetrics => self.openmetrics.lock().await,
         };
-        if let Some(encoded) = slot.as_ref().filter(|e| e.started >= arrived) {
+        if let Some(encoded) = slot.as_ref().filter(|e| e.finished >= arrived) {
             return Ok(encoded.body.clone());
         }
-        let started = Instant::now();
         let body = encode.await?;
         *slot = Some(Encoded {
-            started,
+            finished: Instant::now(),
             body: body.clone(),
         });
         Ok(body)
@@ -228,6 +227,70 @@ mod tests {
         );
         assert!(body.contains("cf_firehose_exporter_up 0\n"), "{body}");
         assert_eq!(get(&router, "/metrics").await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn scrapes_arriving_during_an_encoding_share_it_and_later_ones_do_not() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let cache = Arc::new(ScrapeCache::default());
+        let encodings = Arc::new(AtomicU64::new(0));
+        let (release, gate) = tokio::sync::oneshot::channel::<()>();
+        let gate = Arc::new(Mutex::new(Some(gate)));
+        let encode = |encodings: Arc<AtomicU64>, gate: Arc<Mutex<Option<_>>>| async move {
+            let n = encodings.fetch_add(1, Ordering::SeqCst) + 1;
+            let waiting: Option<tokio::sync::oneshot::Receiver<()>> = gate.lock().await.take();
+            if let Some(waiting) = waiting {
+                let _ = waiting.await;
+            }
+            Ok(Bytes::from(format!("body {n}")))
+        };
+        let first = {
+            let (cache, e, g) = (cache.clone(), encodings.clone(), gate.clone());
+            tokio::spawn(async move {
+                cache
+                    .body(Format::PrometheusText, Instant::now(), encode(e, g))
+                    .await
+            })
+        };
+        while encodings.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Nine more arrive while the first is being encoded.
+        let waiting: Vec<_> = (0..9)
+            .map(|_| {
+                let (cache, e, g) = (cache.clone(), encodings.clone(), gate.clone());
+                let arrived = Instant::now();
+                tokio::spawn(async move {
+                    cache
+                        .body(Format::PrometheusText, arrived, encode(e, g))
+                        .await
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        release.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), "body 1");
+        for w in waiting {
+            assert_eq!(w.await.unwrap().unwrap(), "body 1");
+        }
+        assert_eq!(encodings.load(Ordering::SeqCst), 1);
+        // One arriving afterwards gets a new body; another format is separate.
+        let later = cache
+            .body(
+                Format::PrometheusText,
+                Instant::now(),
+                encode(encodings.clone(), gate.clone()),
+            )
+            .await;
+        assert_eq!(later.unwrap(), "body 2");
+        let other = cache
+            .body(
+                Format::OpenMetrics,
+                Instant::now(),
+                encode(encodings.clone(), gate),
+            )
+            .await;
+        assert_eq!(other.unwrap(), "body 3");
     }
 
     #[tokio::test]
