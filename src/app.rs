@@ -10,8 +10,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{CommonArgs, SourceConfig};
+use crate::config::{CommonArgs, ConfigError, SourceConfig};
 use crate::exposition::Exposition;
+use crate::filter::Filters;
 use crate::ingest::Ingest;
 use crate::naming::native::NativeScheme;
 use crate::server::{self, AppState};
@@ -38,6 +39,10 @@ pub struct ExporterConfig {
     pub expiration: Duration,
     /// Optional constant `environment` label.
     pub environment: Option<String>,
+    /// What to leave out before the store.
+    pub filters: Filters,
+    /// Tags not turned into labels.
+    pub drop_tags: Vec<String>,
     /// Most series held.
     pub max_series: usize,
     /// Where to serve.
@@ -49,17 +54,22 @@ pub struct ExporterConfig {
 }
 
 impl ExporterConfig {
-    /// Settings from the shared flags and a checked source.
-    pub fn new(source: SourceConfig, common: &CommonArgs) -> Self {
-        Self {
+    /// Settings from the shared flags and a checked source; the filters
+    /// decide what the subscription asks for.
+    pub fn new(mut source: SourceConfig, common: &CommonArgs) -> Result<Self, ConfigError> {
+        let filters = common.filters()?;
+        source.set_filter_type(filters.subscription());
+        Ok(Self {
             source,
             expiration: common.expiration,
             environment: common.environment.clone(),
+            filters,
+            drop_tags: common.drop_tags.clone(),
             max_series: usize::try_from(common.max_series).unwrap_or(usize::MAX),
             listen_address: common.listen_address,
             telemetry_path: common.telemetry_path.clone(),
             openmetrics: !common.disable_openmetrics,
-        }
+        })
     }
 }
 
@@ -128,10 +138,11 @@ impl Exporter {
             FirehoseSource::new(&config.source, tokens, frames, telemetry.clone(), state_tx)
                 .map_err(StartError::Setup)?;
         let ingest = Ingest::new(
-            NativeScheme::new(config.environment.clone()),
+            NativeScheme::new(config.environment.clone()).with_drop_tags(config.drop_tags.clone()),
             store.clone(),
             telemetry.clone(),
-        );
+        )
+        .with_filters(config.filters.clone());
 
         let state = Arc::new(AppState {
             exposition: Exposition::new(store.clone(), telemetry.clone()),

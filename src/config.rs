@@ -184,6 +184,53 @@ pub struct CommonArgs {
         value_name = "NAME"
     )]
     pub environment: Option<String>,
+    /// Keep only these event types, comma-separated: ValueMetric, CounterEvent,
+    /// ContainerMetric, HttpStartStop, LogMessage, Error (default: all).
+    #[arg(
+        long = "filter.events",
+        env = "FIREHOSE_EXPORTER_FILTER_EVENTS",
+        value_delimiter = ',',
+        value_name = "EVENTS"
+    )]
+    pub filter_events: Vec<String>,
+    /// Keep only envelopes from these BOSH deployments, comma-separated.
+    #[arg(
+        long = "filter.deployments",
+        env = "FIREHOSE_EXPORTER_FILTER_DEPLOYMENTS",
+        value_delimiter = ',',
+        value_name = "NAMES"
+    )]
+    pub filter_deployments: Vec<String>,
+    /// Keep only envelopes from these origins, comma-separated.
+    #[arg(
+        long = "filter.origins",
+        env = "FIREHOSE_EXPORTER_FILTER_ORIGINS",
+        value_delimiter = ',',
+        value_name = "NAMES"
+    )]
+    pub filter_origins: Vec<String>,
+    /// Keep only series whose exposed name (counters with _total) matches this regex, anchored.
+    #[arg(
+        long = "filter.metric-names",
+        env = "FIREHOSE_EXPORTER_FILTER_METRIC_NAMES",
+        value_name = "REGEX"
+    )]
+    pub filter_metric_names: Option<String>,
+    /// Leave out series whose exposed name matches this regex, anchored.
+    #[arg(
+        long = "filter.metric-names-exclude",
+        env = "FIREHOSE_EXPORTER_FILTER_METRIC_NAMES_EXCLUDE",
+        value_name = "REGEX"
+    )]
+    pub filter_metric_names_exclude: Option<String>,
+    /// Tags not turned into labels, comma-separated (e.g. process_instance_id).
+    #[arg(
+        long = "metrics.drop-tags",
+        env = "FIREHOSE_EXPORTER_METRICS_DROP_TAGS",
+        value_delimiter = ',',
+        value_name = "TAGS"
+    )]
+    pub drop_tags: Vec<String>,
     /// Most series held; new series beyond it are rejected and counted.
     #[arg(
         long = "metrics.max-series",
@@ -448,6 +495,54 @@ pub struct SourceConfig {
     pub skip_ssl_verify: bool,
 }
 
+impl Default for CommonArgs {
+    /// Every flag at its default.
+    fn default() -> Self {
+        Self {
+            expiration: Duration::from_secs(600),
+            environment: None,
+            filter_events: Vec::new(),
+            filter_deployments: Vec::new(),
+            filter_origins: Vec::new(),
+            filter_metric_names: None,
+            filter_metric_names_exclude: None,
+            drop_tags: Vec::new(),
+            max_series: 1_000_000,
+            listen_address: SocketAddr::from(([0, 0, 0, 0], 9186)),
+            telemetry_path: "/metrics".into(),
+            disable_openmetrics: false,
+            log_level: "info".into(),
+            log_format: "logfmt".into(),
+        }
+    }
+}
+
+impl CommonArgs {
+    /// The filters the `--filter.*` flags describe.
+    pub fn filters(&self) -> Result<crate::filter::Filters, ConfigError> {
+        crate::filter::Filters::new(
+            &self.filter_events,
+            &self.filter_deployments,
+            &self.filter_origins,
+            self.filter_metric_names.as_deref(),
+            self.filter_metric_names_exclude.as_deref(),
+        )
+        .map_err(|e| ConfigError::new(e.flag, e.problem))
+    }
+}
+
+impl SourceConfig {
+    /// Subscribes with `filter-type=<filter>`, or with no filter.
+    pub fn set_filter_type(&mut self, filter: Option<&str>) {
+        match filter {
+            Some(filter) => self
+                .firehose_url
+                .set_query(Some(&format!("filter-type={filter}"))),
+            None => self.firehose_url.set_query(None),
+        }
+    }
+}
+
 impl SourceArgs {
     /// Checks the flags and builds the source settings.
     pub fn resolve(&self) -> Result<SourceConfig, ConfigError> {
@@ -687,6 +782,11 @@ mod tests {
         .source;
         let built = SourceArgs::new("https://uaa", "c", Secret::new("s"), "wss://tc");
         assert_eq!(format!("{parsed:?}"), format!("{built:?}"));
+        let common = parse(&[]).unwrap().common;
+        assert_eq!(
+            format!("{common:?}"),
+            format!("{:?}", CommonArgs::default())
+        );
         let resolved = built.resolve().unwrap();
         assert_eq!(resolved.idle_timeout, Some(Duration::from_secs(60)));
         assert_eq!(resolved.max_retry_count, None);

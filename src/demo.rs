@@ -104,7 +104,9 @@ pub async fn start_demo(
     let source = source
         .resolve()
         .map_err(|e| StartError::Setup(e.to_string()))?;
-    let exporter = Exporter::start(ExporterConfig::new(source, common)).await?;
+    let config =
+        ExporterConfig::new(source, common).map_err(|e| StartError::Setup(e.to_string()))?;
+    let exporter = Exporter::start(config).await?;
     Ok(Demo {
         simulation,
         exporter,

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 
 use crate::envelope::{self, DecodeError};
+use crate::filter::Filters;
 use crate::naming::SeriesUpdate;
 use crate::naming::native::NativeScheme;
 use crate::source::FrameReceiver;
@@ -53,6 +54,7 @@ pub struct Ingest {
     store: Arc<SeriesStore>,
     telemetry: Telemetry,
     counters: Counters,
+    filters: Filters,
     updates: Vec<SeriesUpdate>,
 }
 
@@ -65,8 +67,15 @@ impl Ingest {
             store,
             telemetry,
             counters,
+            filters: Filters::default(),
             updates: Vec::new(),
         }
+    }
+
+    /// Leaves out what `filters` exclude, before the store.
+    pub fn with_filters(mut self, filters: Filters) -> Self {
+        self.filters = filters;
+        self
     }
 
     /// Handles one frame: a malformed or unusable one is counted and skipped.
@@ -96,7 +105,20 @@ impl Ingest {
                  add connections or exporter instances"
             );
         }
+        if !self.filters.keeps_envelope(&envelope) {
+            self.telemetry.envelopes_filtered.inc();
+            return;
+        }
         self.scheme.translate(&envelope, &mut self.updates);
+        if self.filters.filters_names() {
+            let filters = &self.filters;
+            let before = self.updates.len();
+            self.updates
+                .retain(|u| filters.keeps_name(&u.sample_name()));
+            if before > 0 && self.updates.is_empty() {
+                self.telemetry.envelopes_filtered.inc();
+            }
+        }
         for update in self.updates.drain(..) {
             self.store.apply(update, now);
         }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod envelope;
 pub mod exposition;
+pub mod filter;
 pub mod ingest;
 pub mod logging;
 pub mod naming;

@@ -60,7 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => {
             let source = cli.source.resolve()?;
-            app::run(ExporterConfig::new(source, &cli.common), shutdown).await?;
+            app::run(ExporterConfig::new(source, &cli.common)?, shutdown).await?;
         }
         Some(Command::Demo(args)) => {
             let demo = demo::start_demo(&args.common, &args.workload, &args.faults).await?;

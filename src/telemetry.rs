@@ -23,6 +23,8 @@ pub struct Telemetry {
     envelopes_dropped: Counters,
     /// Frames that were not valid envelopes.
     pub decode_errors: Counter,
+    /// Envelopes left out by the filters.
+    pub envelopes_filtered: Counter,
     /// Open Firehose connections.
     pub connections: Gauge,
     reconnects: Counters,
@@ -75,6 +77,12 @@ impl Telemetry {
             "envelopes_dropped",
             "Envelopes dropped before reaching the store, by reason",
             self.envelopes_dropped.clone(),
+        );
+        reg(
+            r,
+            "envelopes_filtered",
+            "Envelopes left out by the --filter.* flags",
+            self.envelopes_filtered.clone(),
         );
         reg(
             r,

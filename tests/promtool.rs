@@ -45,14 +45,9 @@ fn promtool() -> Option<&'static str> {
 async fn promtool_finds_no_problem_but_relayed_name_lints() {
     let Some(promtool) = promtool() else { return };
     let common = CommonArgs {
-        expiration: std::time::Duration::from_secs(600),
         environment: Some("test".into()),
-        max_series: 1_000_000,
         listen_address: "127.0.0.1:0".parse().unwrap(),
-        telemetry_path: "/metrics".into(),
-        disable_openmetrics: false,
-        log_level: "info".into(),
-        log_format: "logfmt".into(),
+        ..CommonArgs::default()
     };
     let workload = WorkloadArgs {
         rate: 5000,

@@ -11,6 +11,7 @@ use crate::envelope::Envelope;
 #[derive(Debug, Clone, Default)]
 pub struct NativeScheme {
     environment: Option<String>,
+    drop_tags: std::collections::HashSet<String>,
 }
 
 impl NativeScheme {
@@ -18,7 +19,15 @@ impl NativeScheme {
     pub fn new(environment: Option<String>) -> Self {
         Self {
             environment: environment.filter(|e| !e.is_empty()),
+            drop_tags: Default::default(),
         }
+    }
+
+    /// Leaves out the tags with these keys (as the envelope carries them), to
+    /// bound cardinality: `process_instance_id`, say.
+    pub fn with_drop_tags(mut self, keys: impl IntoIterator<Item = String>) -> Self {
+        self.drop_tags = keys.into_iter().collect();
+        self
     }
 
     /// Appends the updates `envelope` yields to `out`. Envelopes that carry no
@@ -29,7 +38,7 @@ impl NativeScheme {
         if let Some(m) = &envelope.value_metric {
             let mut labels = self.base_labels(envelope);
             push_set(&mut labels, "unit", &m.unit);
-            add_tags(&mut labels, envelope);
+            self.add_tags(&mut labels, envelope);
             if let Some(family) = sanitize_metric_name(&m.name) {
                 out.push(SeriesUpdate {
                     family: family.into_owned(),
@@ -41,7 +50,7 @@ impl NativeScheme {
             }
         } else if let Some(c) = &envelope.counter_event {
             let mut labels = self.base_labels(envelope);
-            add_tags(&mut labels, envelope);
+            self.add_tags(&mut labels, envelope);
             if let Some(family) = sanitize_metric_name(&c.name) {
                 let family = match family.strip_suffix("_total") {
                     Some(stem) if !stem.is_empty() => stem.to_owned(),
@@ -71,9 +80,9 @@ impl NativeScheme {
             }
             let mut cpu_labels = labels.clone();
             push_set(&mut cpu_labels, "unit", "percentage");
-            add_tags(&mut cpu_labels, envelope);
+            self.add_tags(&mut cpu_labels, envelope);
             push_set(&mut labels, "unit", "bytes");
-            add_tags(&mut labels, envelope);
+            self.add_tags(&mut labels, envelope);
             let gauges = [
                 ("cpu", "cpuPercentage", Some(c.cpu_percentage)),
                 ("memory", "memoryBytes", Some(c.memory_bytes as f64)),
@@ -136,24 +145,30 @@ fn push_set(labels: &mut Labels, name: &str, value: &str) {
     }
 }
 
-/// Adds every non-empty tag as a label, then sorts the set. Tags are taken in
-/// key order so that collisions resolve the same way every time: a key that is
-/// already present (set by the exporter, or produced by an earlier tag that
-/// sanitizes the same way) gets `exported_` in front until it is unique.
-fn add_tags(labels: &mut Labels, e: &Envelope) {
-    let mut tags: Vec<(&String, &String)> = e.tags.iter().filter(|(_, v)| !v.is_empty()).collect();
-    tags.sort_unstable();
-    for (key, value) in tags {
-        let Some(name) = sanitize_label_name(key) else {
-            continue;
-        };
-        let mut name = name.into_owned();
-        while name.starts_with("__") || labels.iter().any(|(n, _)| *n == name) {
-            name.insert_str(0, "exported_");
+impl NativeScheme {
+    /// Adds every non-empty tag as a label, then sorts the set. Tags are taken in
+    /// key order so that collisions resolve the same way every time: a key that is
+    /// already present (set by the exporter, or produced by an earlier tag that
+    /// sanitizes the same way) gets `exported_` in front until it is unique.
+    fn add_tags(&self, labels: &mut Labels, e: &Envelope) {
+        let mut tags: Vec<(&String, &String)> = e
+            .tags
+            .iter()
+            .filter(|(k, v)| !v.is_empty() && !self.drop_tags.contains(*k))
+            .collect();
+        tags.sort_unstable();
+        for (key, value) in tags {
+            let Some(name) = sanitize_label_name(key) else {
+                continue;
+            };
+            let mut name = name.into_owned();
+            while name.starts_with("__") || labels.iter().any(|(n, _)| *n == name) {
+                name.insert_str(0, "exported_");
+            }
+            labels.push((name, value.clone()));
         }
-        labels.push((name, value.clone()));
+        labels.sort_unstable();
     }
-    labels.sort_unstable();
 }
 
 /// Makes a metric name valid while keeping it recognisable: every character

@@ -43,6 +43,8 @@ pub fn config_for(foundation: &Foundation, expiration: Duration) -> ExporterConf
         source,
         expiration,
         environment: None,
+        filters: Default::default(),
+        drop_tags: Vec::new(),
         max_series: 1_000_000,
         listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
         telemetry_path: "/metrics".into(),
