@@ -21,6 +21,7 @@ use crate::source::{FrameSender, StreamState};
 use crate::store::SeriesStore;
 use crate::telemetry::Telemetry;
 use crate::uaa::TokenSource;
+use crate::web_config::WebSecurity;
 
 /// Batches that may wait between reading and decoding.
 const QUEUE_BATCHES: usize = 4096;
@@ -51,6 +52,8 @@ pub struct ExporterConfig {
     pub telemetry_path: String,
     /// Whether OpenMetrics may be negotiated.
     pub openmetrics: bool,
+    /// TLS and basic authentication of the endpoint.
+    pub web: WebSecurity,
 }
 
 impl ExporterConfig {
@@ -69,6 +72,7 @@ impl ExporterConfig {
             listen_address: common.listen_address,
             telemetry_path: common.telemetry_path.clone(),
             openmetrics: !common.disable_openmetrics,
+            web: common.web_security()?,
         })
     }
 }
@@ -165,12 +169,12 @@ impl Exporter {
         let sweeper = tokio::spawn(store.clone().run_sweeper());
         let sweeper_stop = shutdown.clone();
         let http_state = state.clone();
+        let web = config.web.clone();
         let tasks = vec![
             tokio::spawn(ingest.run(frames_rx)),
             tokio::spawn(async move {
-                if let Err(error) =
-                    server::serve(listener, server::router(http_state), http_shutdown).await
-                {
+                let router = server::router(http_state, web.auth);
+                if let Err(error) = server::serve(listener, web.tls, router, http_shutdown).await {
                     tracing::error!(%error, "HTTP server failed");
                 }
             }),
@@ -181,6 +185,8 @@ impl Exporter {
         ];
         tracing::info!(
             address = %address,
+            tls = config.web.tls.is_some(),
+            basic_auth = config.web.auth.is_some(),
             path = %config.telemetry_path,
             firehose = %config.source.firehose_url,
             "serving metrics"

@@ -28,9 +28,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a simulated foundation and the exporter against it, on loopback.
-    Demo(DemoArgs),
+    Demo(Box<DemoArgs>),
     /// Serve a simulated foundation (UAA and Traffic Controller) for any Firehose consumer.
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
 }
 
 /// Where and how to read the Firehose.
@@ -258,6 +258,42 @@ pub struct CommonArgs {
         value_name = "PATH"
     )]
     pub telemetry_path: String,
+    /// Web configuration file (exporter-toolkit format): tls_server_config, basic_auth_users.
+    #[arg(
+        long = "web.config.file",
+        env = "FIREHOSE_EXPORTER_WEB_CONFIG_FILE",
+        value_name = "PATH"
+    )]
+    pub web_config_file: Option<std::path::PathBuf>,
+    /// Serve HTTPS with this certificate (PEM), with --web.tls.key_file.
+    #[arg(
+        long = "web.tls.cert_file",
+        env = "FIREHOSE_EXPORTER_WEB_TLS_CERT_FILE",
+        value_name = "PATH"
+    )]
+    pub web_tls_cert_file: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --web.tls.cert_file.
+    #[arg(
+        long = "web.tls.key_file",
+        env = "FIREHOSE_EXPORTER_WEB_TLS_KEY_FILE",
+        value_name = "PATH"
+    )]
+    pub web_tls_key_file: Option<std::path::PathBuf>,
+    /// Ask scrapers for this user name (basic authentication), with --web.auth.password.
+    #[arg(
+        long = "web.auth.username",
+        env = "FIREHOSE_EXPORTER_WEB_AUTH_USERNAME",
+        value_name = "USER"
+    )]
+    pub web_auth_username: Option<String>,
+    /// Password of --web.auth.username.
+    #[arg(
+        long = "web.auth.password",
+        env = "FIREHOSE_EXPORTER_WEB_AUTH_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub web_auth_password: Option<Secret>,
     /// Serve the text format 0.0.4 even to scrapers that prefer OpenMetrics.
     #[arg(
         long = "web.disable-openmetrics",
@@ -458,7 +494,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(flag: &'static str, problem: impl Into<String>) -> Self {
+    /// A problem with `flag`.
+    pub fn new(flag: &'static str, problem: impl Into<String>) -> Self {
         Self {
             flag,
             problem: problem.into(),
@@ -510,6 +547,11 @@ impl Default for CommonArgs {
             max_series: 1_000_000,
             listen_address: SocketAddr::from(([0, 0, 0, 0], 9186)),
             telemetry_path: "/metrics".into(),
+            web_config_file: None,
+            web_tls_cert_file: None,
+            web_tls_key_file: None,
+            web_auth_username: None,
+            web_auth_password: None,
             disable_openmetrics: false,
             log_level: "info".into(),
             log_format: "logfmt".into(),
@@ -518,6 +560,18 @@ impl Default for CommonArgs {
 }
 
 impl CommonArgs {
+    /// How the `--web.*` flags secure the endpoint (files read and checked).
+    pub fn web_security(&self) -> Result<crate::web_config::WebSecurity, ConfigError> {
+        crate::web_config::WebSecurityArgs {
+            config_file: self.web_config_file.clone(),
+            tls_cert_file: self.web_tls_cert_file.clone(),
+            tls_key_file: self.web_tls_key_file.clone(),
+            auth_username: self.web_auth_username.clone(),
+            auth_password: self.web_auth_password.clone(),
+        }
+        .resolve()
+    }
+
     /// The filters the `--filter.*` flags describe.
     pub fn filters(&self) -> Result<crate::filter::Filters, ConfigError> {
         crate::filter::Filters::new(

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod basic_auth;
 pub mod config;
 pub mod demo;
 pub mod envelope;
@@ -16,4 +17,6 @@ pub mod sim;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod tls_listener;
 pub mod uaa;
+pub mod web_config;

@@ -8,6 +8,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
@@ -18,9 +19,11 @@ use bytes::Bytes;
 use tokio::sync::Mutex;
 use tower_http::compression::CompressionLayer;
 
+use crate::basic_auth::{self, BasicAuth};
 use crate::exposition::{Exposition, Format};
 use crate::source::StreamState;
 use crate::store::SeriesStore;
+use crate::tls_listener::TlsListener;
 
 /// What the handlers read.
 #[derive(Debug)]
@@ -78,25 +81,42 @@ impl ScrapeCache {
 }
 
 /// The routes, without a socket: usable with `tower::ServiceExt::oneshot`.
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+/// With `auth`, every route but liveness asks for credentials.
+pub fn router(state: Arc<AppState>, auth: Option<Arc<BasicAuth>>) -> Router {
+    let mut guarded = Router::new()
         .route(&state.telemetry_path, get(metrics))
         .route("/", get(landing))
-        .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
+        .with_state(state);
+    if let Some(auth) = auth {
+        guarded = guarded.route_layer(middleware::from_fn_with_state(auth, basic_auth::require));
+    }
+    Router::new()
+        .route("/-/healthy", get(|| async { "OK\n" }))
+        .merge(guarded)
         .layer(CompressionLayer::new())
-        .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled.
+/// Serves `router` on `listener`, over TLS when `tls` is given, until
+/// `shutdown` is cancelled.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    match tls {
+        Some(tls) => {
+            axum::serve(TlsListener::new(listener, tls)?, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+    }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
@@ -192,7 +212,7 @@ mod tests {
             openmetrics: true,
             scrapes: ScrapeCache::default(),
         };
-        (router(Arc::new(state)), tx)
+        (router(Arc::new(state), None), tx)
     }
 
     async fn get(router: &Router, path: &str) -> (StatusCode, String, Option<String>) {

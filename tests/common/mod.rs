@@ -49,6 +49,7 @@ pub fn config_for(foundation: &Foundation, expiration: Duration) -> ExporterConf
         listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
         telemetry_path: "/metrics".into(),
         openmetrics: true,
+        web: Default::default(),
     }
 }
 

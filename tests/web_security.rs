@@ -1,0 +1,186 @@
+//! TLS and basic authentication of the endpoint over real HTTPS, with
+//! certificates generated for the test: by the Go exporter's flags and by an
+//! exporter-toolkit web configuration file with a bcrypt hash and client
+//! certificates.
+
+mod common;
+
+use std::path::PathBuf;
+
+use cf_firehose_exporter::config::Secret;
+use cf_firehose_exporter::web_config::WebSecurityArgs;
+use common::Harness;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair,
+};
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files.
+struct Pki {
+    dir: PathBuf,
+    ca: String,
+    client_identity: String,
+}
+
+impl Pki {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "cf-firehose-exporter-{name}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "cf-firehose-exporter test CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let issue = |names: Vec<String>, usage: ExtendedKeyUsagePurpose| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(names).unwrap();
+            params.extended_key_usages = vec![usage];
+            let cert = params.signed_by(&key, &ca).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server, server_key) = issue(
+            vec!["127.0.0.1".into(), "localhost".into()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let (client, client_key) =
+            issue(vec!["scraper".into()], ExtendedKeyUsagePurpose::ClientAuth);
+        let pki = Self {
+            dir,
+            ca: ca.pem(),
+            client_identity: format!("{client}{client_key}"),
+        };
+        pki.write("ca.pem", &pki.ca);
+        pki.write("server.pem", &server);
+        pki.write("server.key", &server_key);
+        pki
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+async fn start(web: WebSecurityArgs) -> Harness {
+    let web = web.resolve().expect("valid web settings");
+    Harness::start_with(Default::default(), Default::default(), |mut c| {
+        c.web = web;
+        c
+    })
+    .await
+}
+
+fn client(pki: &Pki, identity: bool) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca.as_bytes()).unwrap());
+    if identity {
+        builder =
+            builder.identity(reqwest::Identity::from_pem(pki.client_identity.as_bytes()).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+async fn status(
+    client: &reqwest::Client,
+    h: &Harness,
+    path: &str,
+    credentials: Option<(&str, &str)>,
+) -> reqwest::Result<reqwest::Response> {
+    let url = format!("https://127.0.0.1:{}{path}", h.exporter.address.port());
+    let mut request = client.get(url);
+    if let Some((user, password)) = credentials {
+        request = request.basic_auth(user, Some(password));
+    }
+    request.send().await
+}
+
+async fn assert_guarded(client: &reqwest::Client, h: &Harness, user: &str, password: &str) {
+    let ok = status(client, h, "/metrics", Some((user, password)))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let body = ok.text().await.unwrap();
+    let parsed = common::exposition::parse(&body).unwrap();
+    assert_eq!(parsed.value("cf_firehose_exporter_up", &[]), Some(1.0));
+
+    for path in ["/metrics", "/", "/-/ready"] {
+        for credentials in [None, Some((user, "wrong")), Some(("mallory", password))] {
+            let refused = status(client, h, path, credentials).await.unwrap();
+            assert_eq!(refused.status(), 401, "{path} {credentials:?}");
+            let challenge = refused.headers()["www-authenticate"].to_str().unwrap();
+            assert!(challenge.starts_with("Basic"), "{challenge}");
+        }
+    }
+    for path in ["/", "/-/ready"] {
+        let allowed = status(client, h, path, Some((user, password)))
+            .await
+            .unwrap();
+        assert_eq!(allowed.status(), 200, "{path}");
+    }
+    // Liveness stays open for the supervisor.
+    assert_eq!(
+        status(client, h, "/-/healthy", None)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn https_and_basic_auth_by_the_go_exporter_flags() {
+    let pki = Pki::new("web-flags");
+    let h = start(WebSecurityArgs {
+        tls_cert_file: Some(pki.path("server.pem")),
+        tls_key_file: Some(pki.path("server.key")),
+        auth_username: Some("prometheus".into()),
+        auth_password: Some(Secret::new("s3cr3t pass")),
+        ..Default::default()
+    })
+    .await;
+    assert_guarded(&client(&pki, false), &h, "prometheus", "s3cr3t pass").await;
+    // Plain HTTP to the TLS port gets nothing.
+    let plain = reqwest::get(format!("http://{}/metrics", h.exporter.address)).await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
+}
+
+#[tokio::test]
+async fn https_basic_auth_and_client_certificates_by_web_config_file() {
+    let pki = Pki::new("web-file");
+    let hash = bcrypt::hash("correct horse", 4).unwrap();
+    // Paths in the file are relative to the file, not to the working directory.
+    let file = pki.write(
+        "web.yml",
+        &format!(
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  \
+             client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n\
+             basic_auth_users:\n  grafana: {hash}\n"
+        ),
+    );
+    let h = start(WebSecurityArgs {
+        config_file: Some(file),
+        ..Default::default()
+    })
+    .await;
+    assert_guarded(&client(&pki, true), &h, "grafana", "correct horse").await;
+    // Without a client certificate the handshake fails.
+    let refused = status(
+        &client(&pki, false),
+        &h,
+        "/metrics",
+        Some(("grafana", "correct horse")),
+    )
+    .await;
+    assert!(refused.is_err(), "{refused:?}");
+}
