@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{CommonArgs, ConfigError, SourceConfig};
-use crate::exposition::Exposition;
+use crate::exposition::{Exposition, Format};
 use crate::filter::Filters;
 use crate::ingest::Ingest;
 use crate::naming::native::NativeScheme;
@@ -203,9 +203,10 @@ impl Exporter {
         })
     }
 
-    /// How many scrape bodies were encoded so far (overlapping scrapes share one).
-    pub fn scrape_encodings(&self) -> u64 {
-        self.http.exposition.encodings()
+    /// How many scrape bodies were encoded so far in `format` (overlapping
+    /// scrapes share one).
+    pub fn scrape_encodings(&self, format: Format) -> u64 {
+        self.http.exposition.encodings(format)
     }
 
     /// A handle that stops the exporter when cancelled.

@@ -85,7 +85,8 @@ pub struct Exposition {
     text: Registry,
     openmetrics: Registry,
     telemetry: Telemetry,
-    encodings: std::sync::atomic::AtomicU64,
+    /// Bodies encoded so far: text 0.0.4, OpenMetrics.
+    encodings: [std::sync::atomic::AtomicU64; 2],
 }
 
 impl Exposition {
@@ -109,15 +110,14 @@ impl Exposition {
         }
     }
 
-    /// How many bodies were encoded so far.
-    pub fn encodings(&self) -> u64 {
-        self.encodings.load(std::sync::atomic::Ordering::Relaxed)
+    /// How many bodies were encoded so far in `format`.
+    pub fn encodings(&self, format: Format) -> u64 {
+        self.encodings[format as usize].load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Encodes one scrape in `format` and records its duration.
     pub fn encode(&self, format: Format) -> String {
-        self.encodings
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.encodings[format as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = Instant::now();
         let mut body = String::new();
         let written = match format {

@@ -6,6 +6,7 @@ mod common;
 
 use std::io::Read;
 
+use cf_firehose_exporter::exposition::Format;
 use common::{CONTAINER_METRIC, COUNTER_EVENT, Harness, VALUE_METRIC, hex};
 
 const PROMETHEUS_2: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -188,7 +189,7 @@ async fn overlapping_scrapes_share_one_encoding() {
             now,
         );
     }
-    let before = h.exporter.scrape_encodings();
+    let before = h.exporter.scrape_encodings(Format::PrometheusText);
     let scrapes: Vec<_> = (0..32)
         .map(|_| {
             let url = format!("http://{}/metrics", h.exporter.address);
@@ -199,7 +200,7 @@ async fn overlapping_scrapes_share_one_encoding() {
         let body = scrape.await.unwrap();
         assert!(common::exposition::parse(&body).is_ok());
     }
-    let encodings = h.exporter.scrape_encodings() - before;
+    let encodings = h.exporter.scrape_encodings(Format::PrometheusText) - before;
     assert!(
         (1..32).contains(&encodings),
         "32 overlapping scrapes took {encodings} encodings"
