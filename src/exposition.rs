@@ -174,7 +174,7 @@ impl Collector for StoreCollector {
             };
             let mut metric = encoder.encode_descriptor(&family.name, &help, None, metric_type)?;
             for (labels, value) in &family.series {
-                let mut sample = metric.encode_family(labels)?;
+                let mut sample = metric.encode_family(labels.as_ref())?;
                 match family.kind {
                     MetricKind::Gauge => sample.encode_gauge(value)?,
                     MetricKind::Counter => {

@@ -16,8 +16,14 @@ use crate::telemetry::{PREFIX, Telemetry};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct SeriesKey {
     family: Arc<str>,
-    labels: Labels,
+    /// Shared, so that a scrape copies a pointer, not the labels.
+    labels: Arc<Labels>,
 }
+
+/// Shards of the series map. Ingestion and scrapes contend per shard; with
+/// many small shards a scrape holds each lock only while it copies a few
+/// hundred pointers, even at a million series.
+const SHARDS: usize = 4096;
 
 #[derive(Debug, Clone, Copy)]
 struct Sample {
@@ -60,7 +66,7 @@ pub struct FamilySnapshot {
     /// HELP text.
     pub help: Arc<str>,
     /// Series sorted by labels.
-    pub series: Vec<(Labels, f64)>,
+    pub series: Vec<(Arc<Labels>, f64)>,
 }
 
 /// Concurrent store of relayed series.
@@ -84,7 +90,7 @@ impl SeriesStore {
     /// An empty store whose series expire after `expiration` without update.
     pub fn new(expiration: Duration, telemetry: Telemetry) -> Self {
         Self {
-            series: DashMap::new(),
+            series: DashMap::with_shard_amount(SHARDS),
             families: DashMap::new(),
             family_creation: Mutex::new(()),
             conflicts_logged: DashMap::new(),
@@ -151,7 +157,7 @@ impl SeriesStore {
         };
         let key = SeriesKey {
             family,
-            labels: update.labels,
+            labels: Arc::new(update.labels),
         };
         match self.series.entry(key) {
             dashmap::Entry::Occupied(mut entry) => {
@@ -310,15 +316,17 @@ impl SeriesStore {
     }
 
     /// Copies every family with at least one series, families sorted by name
-    /// and series by labels. No map guard outlives the copy.
+    /// and series by labels. Each shard is locked only while its entries'
+    /// pointers are copied; grouping and sorting happen after.
     pub fn snapshot(&self) -> Vec<FamilySnapshot> {
-        let mut grouped: HashMap<Arc<str>, Vec<(Labels, f64)>> = HashMap::new();
+        let mut copied: Vec<(Arc<str>, Arc<Labels>, f64)> = Vec::with_capacity(self.len());
         for entry in self.series.iter() {
             let key = entry.key();
-            grouped
-                .entry(key.family.clone())
-                .or_default()
-                .push((key.labels.clone(), entry.value().value));
+            copied.push((key.family.clone(), key.labels.clone(), entry.value().value));
+        }
+        let mut grouped: HashMap<Arc<str>, Vec<(Arc<Labels>, f64)>> = HashMap::new();
+        for (family, labels, value) in copied {
+            grouped.entry(family).or_default().push((labels, value));
         }
         let mut families: Vec<FamilySnapshot> = grouped
             .into_iter()
