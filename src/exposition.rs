@@ -82,8 +82,12 @@ impl Format {
 /// Everything a scrape writes: the relayed series, then the self metrics.
 #[derive(Debug)]
 pub struct Exposition {
+    /// The store, for the text format 0.0.4.
     text: Registry,
+    /// The store, for OpenMetrics.
     openmetrics: Registry,
+    /// The self metrics, for both.
+    own: Registry,
     telemetry: Telemetry,
     /// Bodies encoded so far: text 0.0.4, OpenMetrics.
     encodings: [std::sync::atomic::AtomicU64; 2],
@@ -98,13 +102,15 @@ impl Exposition {
                 store: store.clone(),
                 escape_help,
             }));
-            telemetry.register(&mut registry);
             registry
         };
+        let mut own = Registry::default();
+        telemetry.register(&mut own);
         Self {
             // The 0.0.4 encoder escapes HELP itself; the OpenMetrics one does not.
             text: registry(false),
             openmetrics: registry(true),
+            own,
             telemetry,
             encodings: Default::default(),
         }
@@ -120,12 +126,19 @@ impl Exposition {
         self.encodings[format as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = Instant::now();
         let mut body = String::new();
+        // The series first, then the self metrics: a body never counts
+        // less than the series it shows (an envelope is counted before it
+        // is stored).
         let written = match format {
             Format::PrometheusText => {
-                prometheus_client::encoding::prometheus_text::encode(&mut body, &self.text)
+                use prometheus_client::encoding::prometheus_text::encode;
+                encode(&mut body, &self.text).and_then(|()| encode(&mut body, &self.own))
             }
             Format::OpenMetrics => {
-                prometheus_client::encoding::text::encode(&mut body, &self.openmetrics)
+                use prometheus_client::encoding::text::{encode_eof, encode_registry};
+                encode_registry(&mut body, &self.openmetrics)
+                    .and_then(|()| encode_registry(&mut body, &self.own))
+                    .and_then(|()| encode_eof(&mut body))
             }
         };
         written.expect("writing to a String cannot fail");
@@ -240,11 +253,13 @@ mod tests {
         Exposition::new(store, telemetry)
     }
 
-    /// The relayed families: prometheus-client writes registered metrics first.
+    /// The relayed families, which come before the self metrics.
     fn relayed(text: &str) -> &str {
-        &text[text
-            .find("# HELP numCPUS")
-            .expect("relayed families present")..]
+        let end = text
+            .find("# HELP cf_firehose_exporter_")
+            .expect("self metrics present");
+        assert!(text.starts_with("# HELP numCPUS"), "relayed families first");
+        &text[..end]
     }
 
     #[test]
@@ -342,9 +357,14 @@ mod tests {
              requests_total{origin=\"gorouter\"} 1234.0\n\
              # HELP tricky Cloud Foundry gauge 'tricky\\\\name'\n\
              # TYPE tricky gauge\n\
-             tricky{v=\"a\\\"b\\\\c\\nd\"} 0.5\n\
-             # EOF\n"
+             tricky{v=\"a\\\"b\\\\c\\nd\"} 0.5\n"
         );
+        let last = format!(
+            "cf_firehose_exporter_build_info{{version=\"{}\"}} 1\n# EOF\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.ends_with(&last), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1);
         assert!(text.contains(
             "# TYPE cf_firehose_exporter_series_expired counter\ncf_firehose_exporter_series_expired_total 0\n"
         ));

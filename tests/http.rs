@@ -46,12 +46,11 @@ const COUNTER_TEXT: &str = "\
 requests_total{origin=\"gorouter\"} 1234.0
 ";
 
-/// The counter in OpenMetrics: typed under its family name; then the end.
+/// The counter in OpenMetrics: typed under its family name.
 const COUNTER_OPENMETRICS: &str = "\
 # HELP requests Cloud Foundry counter 'requests'
 # TYPE requests counter
 requests_total{origin=\"gorouter\"} 1234.0
-# EOF
 ";
 
 /// An exporter holding exactly the three protocol vectors.
@@ -98,9 +97,12 @@ async fn get(h: &Harness, headers: &[(&str, &str)]) -> Answer {
     }
 }
 
-/// The relayed families: the self metrics come first.
+/// The relayed families, which come before the self metrics.
 fn relayed(body: &str) -> &str {
-    &body[body.find("# HELP cpu ").expect("relayed families present")..]
+    assert!(body.starts_with("# HELP cpu "), "relayed families first");
+    &body[..body
+        .find("# HELP cf_firehose_exporter_")
+        .expect("self metrics present")]
 }
 
 #[tokio::test]
@@ -119,6 +121,7 @@ async fn both_formats_are_golden_for_a_fixed_store_and_parse() {
     assert_eq!(om.content_type, OPENMETRICS);
     let om = String::from_utf8(om.body).unwrap();
     assert_eq!(relayed(&om), format!("{GAUGES}{COUNTER_OPENMETRICS}"));
+    assert!(om.ends_with("} 1\n# EOF\n"), "{om}");
     let parsed = common::exposition::parse_openmetrics(&om).unwrap();
     assert_eq!(parsed.types["requests"], "counter");
     assert_eq!(

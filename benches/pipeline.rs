@@ -1,0 +1,160 @@
+//! The hot paths, piece by piece: decoding each envelope kind, translation
+//! plus store update for existing and for new series, and the exposition of
+//! 10k, 100k and 1M series in both formats.
+//!
+//! `cargo bench --bench pipeline`; figures are per envelope or per scrape.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cf_firehose_exporter::config::WorkloadArgs;
+use cf_firehose_exporter::envelope;
+use cf_firehose_exporter::exposition::{Exposition, Format};
+use cf_firehose_exporter::ingest::Ingest;
+use cf_firehose_exporter::naming::native::NativeScheme;
+use cf_firehose_exporter::naming::{MetricKind, SeriesUpdate, Value};
+use cf_firehose_exporter::sim::workload::Workload;
+use cf_firehose_exporter::store::SeriesStore;
+use cf_firehose_exporter::telemetry::Telemetry;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use prost::Message;
+
+const VALUE_METRIC: &str = "0a037265701006308080a8b1e39fe7cb174a190a076e756d435055531100000000000010401a05636f756e746a026366720a646965676f2d63656c6c7a056964782d3182010831302e302e302e358a01100a09736f757263655f69641203726570";
+const CONTAINER_METRIC: &str = "0a037265701009308080a8b1e39fe7cb1762470a2466343761633130622d353863632d343337322d613536372d306530326232633364343739100019000000000000f83f208080803228808080643080808080043880808080048a01110a086170705f6e616d6512056d79617070";
+const COUNTER_EVENT: &str =
+    "0a08676f726f757465721007308080a8b1e39fe7cb17520f0a087265717565737473100518d209";
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// One round of the simulated foundation's workload, encoded: every series once.
+fn workload_round() -> Vec<Bytes> {
+    let mut workload = Workload::new(&WorkloadArgs {
+        rate: 0,
+        cells: 50,
+        apps: 500,
+        seed: 1,
+    });
+    (0..workload.round_len())
+        .map(|_| Bytes::from(workload.next_envelope().encode_to_vec()))
+        .collect()
+}
+
+fn decode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(1));
+    for (name, vector) in [
+        ("value_metric", VALUE_METRIC),
+        ("counter_event", COUNTER_EVENT),
+        ("container_metric", CONTAINER_METRIC),
+    ] {
+        let frame = hex(vector);
+        group.bench_function(name, |b| b.iter(|| envelope::decode(&frame).unwrap()));
+    }
+    let round = workload_round();
+    group.throughput(Throughput::Elements(round.len() as u64));
+    group.bench_function("workload_round", |b| {
+        b.iter(|| {
+            for frame in &round {
+                let _ = envelope::decode(frame);
+            }
+        })
+    });
+    group.finish();
+}
+
+fn ingest(c: &mut Criterion) {
+    let round = workload_round();
+    let mut group = c.benchmark_group("ingest");
+    group.throughput(Throughput::Elements(round.len() as u64));
+    group.bench_function("existing_series", |b| {
+        let telemetry = Telemetry::new();
+        let store = Arc::new(SeriesStore::new(
+            Duration::from_secs(600),
+            telemetry.clone(),
+        ));
+        let mut ingest = Ingest::new(NativeScheme::default(), store, telemetry);
+        ingest.batch(&round);
+        b.iter(|| ingest.batch(&round));
+    });
+    group.bench_function("new_series", |b| {
+        b.iter_batched(
+            || {
+                let telemetry = Telemetry::new();
+                let store = Arc::new(SeriesStore::new(
+                    Duration::from_secs(600),
+                    telemetry.clone(),
+                ));
+                Ingest::new(NativeScheme::default(), store, telemetry)
+            },
+            |mut ingest| ingest.batch(&round),
+            criterion::BatchSize::LargeInput,
+        );
+    });
+    group.finish();
+}
+
+/// A store of `n` series shaped like the foundation's: a few hundred
+/// families, container-style label sets.
+fn store_of(n: usize) -> Exposition {
+    let telemetry = Telemetry::new();
+    let store = Arc::new(SeriesStore::new(
+        Duration::from_secs(600),
+        telemetry.clone(),
+    ));
+    let now = tokio::time::Instant::now();
+    for i in 0..n {
+        let family = format!("metric_{}", i % 200);
+        store.apply(
+            SeriesUpdate {
+                family: family.clone(),
+                kind: if i % 200 < 40 {
+                    MetricKind::Counter
+                } else {
+                    MetricKind::Gauge
+                },
+                original: family,
+                labels: vec![
+                    ("app_name".into(), format!("app-{}", i / 200 % 1000)),
+                    ("bosh_deployment".into(), "cf".into()),
+                    ("bosh_job_name".into(), "diego-cell".into()),
+                    ("instance_id".into(), (i / 200_000).to_string()),
+                    ("origin".into(), "rep".into()),
+                    (
+                        "source_id".into(),
+                        format!("f47ac10b-58cc-4372-a567-{:012x}", i / 200),
+                    ),
+                ],
+                value: Value::Set(i as f64 * 1.5),
+            },
+            now,
+        );
+    }
+    Exposition::new(store, telemetry)
+}
+
+fn exposition(c: &mut Criterion) {
+    let mut group = c.benchmark_group("exposition");
+    group.sample_size(10);
+    for n in [10_000usize, 100_000, 1_000_000] {
+        let exposition = store_of(n);
+        group.throughput(Throughput::Elements(n as u64));
+        for (name, format) in [
+            ("text", Format::PrometheusText),
+            ("openmetrics", Format::OpenMetrics),
+        ] {
+            group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+                b.iter(|| exposition.encode(format).len())
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, ingest, exposition);
+criterion_main!(benches);
