@@ -17,7 +17,7 @@ use crate::ingest::Ingest;
 use crate::naming::native::NativeScheme;
 use crate::server::{self, AppState};
 use crate::source::firehose::{FirehoseSource, SourceError};
-use crate::source::{FrameSender, StreamState};
+use crate::source::{FrameSender, StreamState, StreamStates};
 use crate::store::SeriesStore;
 use crate::telemetry::Telemetry;
 use crate::uaa::TokenSource;
@@ -106,7 +106,7 @@ pub struct Exporter {
     pub stream: watch::Receiver<StreamState>,
     http: Arc<AppState>,
     shutdown: CancellationToken,
-    source: JoinHandle<Result<(), SourceError>>,
+    sources: Vec<JoinHandle<Result<(), SourceError>>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -118,7 +118,7 @@ impl Exporter {
             SeriesStore::new(config.expiration, telemetry.clone())
                 .with_max_series(config.max_series),
         );
-        let (state_tx, state_rx) = watch::channel(StreamState::Starting);
+        let (states, state_rx) = StreamStates::new(config.source.connections);
         let listener = TcpListener::bind(config.listen_address)
             .await
             .map_err(|error| StartError::Listen {
@@ -133,20 +133,31 @@ impl Exporter {
             TokenSource::new(&config.source, telemetry.clone())
                 .map_err(|e| StartError::Setup(e.to_string()))?,
         );
-        let (frames, frames_rx) = FrameSender::channel(
-            QUEUE_BATCHES,
-            QUEUE_BYTES.max(config.source.max_frame_size.saturating_mul(4)),
-            telemetry.clone(),
-        );
-        let source =
-            FirehoseSource::new(&config.source, tokens, frames, telemetry.clone(), state_tx)
-                .map_err(StartError::Setup)?;
         let ingest = Ingest::new(
             NativeScheme::new(config.environment.clone()).with_drop_tags(config.drop_tags.clone()),
             store.clone(),
             telemetry.clone(),
         )
         .with_filters(config.filters.clone());
+        // One connection, queue and decoding task per --doppler.connections.
+        let mut connections = Vec::with_capacity(config.source.connections);
+        for index in 0..config.source.connections {
+            let (frames, frames_rx) = FrameSender::channel(
+                QUEUE_BATCHES,
+                QUEUE_BYTES.max(config.source.max_frame_size.saturating_mul(4)),
+                telemetry.clone(),
+            );
+            let source = FirehoseSource::new(
+                &config.source,
+                tokens.clone(),
+                frames,
+                telemetry.clone(),
+                states.reporter(index),
+            )
+            .map_err(StartError::Setup)?
+            .with_index(index);
+            connections.push((source, ingest.clone(), frames_rx));
+        }
 
         let state = Arc::new(AppState {
             exposition: Exposition::new(store.clone(), telemetry.clone()),
@@ -158,20 +169,24 @@ impl Exporter {
         });
         let shutdown = CancellationToken::new();
         let http_shutdown = shutdown.clone();
-        let source_stop = shutdown.clone();
-        let source = tokio::spawn(async move {
-            let result = source.run(source_stop.clone()).await;
-            // A source that gave up takes the exporter down with it, so that
-            // the supervisor restarts the process.
-            source_stop.cancel();
-            result
-        });
+        let mut sources = Vec::with_capacity(connections.len());
+        let mut tasks = Vec::new();
+        for (source, ingest, frames_rx) in connections {
+            let source_stop = shutdown.clone();
+            sources.push(tokio::spawn(async move {
+                let result = source.run(source_stop.clone()).await;
+                // A source that gave up takes the exporter down with it, so
+                // that the supervisor restarts the process.
+                source_stop.cancel();
+                result
+            }));
+            tasks.push(tokio::spawn(ingest.run(frames_rx)));
+        }
         let sweeper = tokio::spawn(store.clone().run_sweeper());
         let sweeper_stop = shutdown.clone();
         let http_state = state.clone();
         let web = config.web.clone();
-        let tasks = vec![
-            tokio::spawn(ingest.run(frames_rx)),
+        tasks.extend([
             tokio::spawn(async move {
                 let router = server::router(http_state, web.auth);
                 if let Err(error) = server::serve(listener, web.tls, router, http_shutdown).await {
@@ -182,13 +197,14 @@ impl Exporter {
                 sweeper_stop.cancelled().await;
                 sweeper.abort();
             }),
-        ];
+        ]);
         tracing::info!(
             address = %address,
             tls = config.web.tls.is_some(),
             basic_auth = config.web.auth.is_some(),
             path = %config.telemetry_path,
             firehose = %config.source.firehose_url,
+            connections = config.source.connections,
             "serving metrics"
         );
         Ok(Self {
@@ -198,7 +214,7 @@ impl Exporter {
             stream: state_rx,
             http: state,
             shutdown,
-            source,
+            sources,
             tasks,
         })
     }
@@ -219,10 +235,16 @@ impl Exporter {
     /// running after a few seconds are abandoned.
     pub async fn wait(self) -> Result<(), SourceError> {
         self.shutdown.cancelled().await;
-        let source = self.source;
+        let sources = self.sources;
         let tasks = self.tasks;
         let orderly = async move {
-            let result = source.await.unwrap_or(Ok(()));
+            let mut result = Ok(());
+            for source in sources {
+                let ended = source.await.unwrap_or(Ok(()));
+                if result.is_ok() {
+                    result = ended;
+                }
+            }
             for task in tasks {
                 let _ = task.await;
             }

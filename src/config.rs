@@ -99,6 +99,16 @@ pub struct SourceArgs {
         value_name = "DURATION"
     )]
     pub max_retry_delay: Duration,
+    /// Websocket connections to open with the subscription id; the server splits the
+    /// stream among them and decoding runs on as many cores.
+    #[arg(
+        long = "doppler.connections",
+        env = "FIREHOSE_EXPORTER_DOPPLER_CONNECTIONS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=64),
+        value_name = "N"
+    )]
+    pub connections: u16,
     /// Give up and exit after this many failed attempts in a row (default: never give up).
     #[arg(
         long = "doppler.max-retry-count",
@@ -155,6 +165,7 @@ impl SourceArgs {
             subscription_id: "prometheus".into(),
             min_retry_delay: Duration::from_millis(500),
             max_retry_delay: Duration::from_secs(60),
+            connections: 1,
             max_retry_count: None,
             idle_timeout: Duration::from_secs(60),
             max_frame_size: 4 << 20,
@@ -323,7 +334,7 @@ pub struct CommonArgs {
 /// The simulated foundation's workload.
 #[derive(Debug, Clone, Args)]
 pub struct WorkloadArgs {
-    /// Envelopes per second the simulated Firehose sends.
+    /// Envelopes per second the simulated Firehose sends; 0: as fast as consumers read.
     #[arg(
         long = "sim.rate",
         env = "FIREHOSE_EXPORTER_SIM_RATE",
@@ -520,6 +531,8 @@ pub struct SourceConfig {
     pub min_retry_delay: Duration,
     /// Cap of the reconnect delay.
     pub max_retry_delay: Duration,
+    /// Connections sharing the subscription.
+    pub connections: usize,
     /// Failed attempts in a row after which the source gives up; `None`: never.
     pub max_retry_count: Option<u32>,
     /// Silence after which a connection is dropped; `None`: wait forever.
@@ -674,6 +687,7 @@ impl SourceArgs {
             subscription_id: self.subscription_id.clone(),
             min_retry_delay: self.min_retry_delay,
             max_retry_delay: self.max_retry_delay,
+            connections: usize::from(self.connections.max(1)),
             max_retry_count: self.max_retry_count,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             max_frame_size: self.max_frame_size,

@@ -47,8 +47,9 @@ impl Counters {
     }
 }
 
-/// Decodes, translates and stores frames.
-#[derive(Debug)]
+/// Decodes, translates and stores frames. Clones share the store and
+/// counters, so that several connections can each have their own.
+#[derive(Debug, Clone)]
 pub struct Ingest {
     scheme: NativeScheme,
     store: Arc<SeriesStore>,

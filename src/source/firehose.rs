@@ -164,6 +164,8 @@ pub struct FirehoseSource {
     max_frame_size: usize,
     max_retry_count: Option<u32>,
     slow_consumer: SlowConsumerWatch,
+    /// Which of the exporter's connections this is, from 0.
+    index: usize,
 }
 
 impl std::fmt::Debug for FirehoseSource {
@@ -199,7 +201,14 @@ impl FirehoseSource {
             max_frame_size: config.max_frame_size,
             max_retry_count: config.max_retry_count,
             slow_consumer: SlowConsumerWatch::default(),
+            index: 0,
         })
+    }
+
+    /// Numbers this connection among several sharing the subscription.
+    pub fn with_index(mut self, index: usize) -> Self {
+        self.index = index;
+        self
     }
 
     /// Connects, streams and reconnects until `shutdown` is cancelled, or
@@ -363,7 +372,7 @@ impl FirehoseSource {
 
     /// Reads frames until the connection ends or shutdown is requested.
     async fn stream(&self, mut socket: Socket, shutdown: &CancellationToken) -> Disconnect {
-        tracing::info!(url = %self.url, "connected to the Firehose");
+        tracing::info!(url = %self.url, connection = self.index, "connected to the Firehose");
         self.telemetry.connections.inc();
         self.telemetry.up.set(1);
         self.state.send_replace(StreamState::Streaming);
@@ -438,7 +447,9 @@ impl FirehoseSource {
             }
         };
         self.telemetry.connections.dec();
-        self.telemetry.up.set(0);
+        self.telemetry
+            .up
+            .set(i64::from(self.telemetry.connections.get() > 0));
         end
     }
 }

@@ -124,12 +124,77 @@ impl FrameSender {
     }
 }
 
-/// Shared view of a source's state.
-pub type StateSender = watch::Sender<StreamState>;
+/// The states of a source's connections, combined into one for the
+/// landing page and readiness: streaming while any connection streams.
+#[derive(Debug)]
+pub struct StreamStates {
+    slots: std::sync::Mutex<Vec<StreamState>>,
+    combined: watch::Sender<StreamState>,
+}
+
+impl StreamStates {
+    /// States for `connections` connections, and the combined view.
+    pub fn new(connections: usize) -> (Arc<Self>, watch::Receiver<StreamState>) {
+        let (combined, rx) = watch::channel(StreamState::Starting);
+        let states = Self {
+            slots: std::sync::Mutex::new(vec![StreamState::Starting; connections.max(1)]),
+            combined,
+        };
+        (Arc::new(states), rx)
+    }
+
+    /// What connection `index` reports through.
+    pub fn reporter(self: &Arc<Self>, index: usize) -> StateSender {
+        StateSender {
+            index,
+            states: self.clone(),
+        }
+    }
+}
+
+/// Reports one connection's state.
+#[derive(Debug, Clone)]
+pub struct StateSender {
+    index: usize,
+    states: Arc<StreamStates>,
+}
+
+impl StateSender {
+    /// Sets this connection's state and updates the combined one.
+    pub fn send_replace(&self, state: StreamState) {
+        let mut slots = self.states.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = slots.get_mut(self.index) {
+            *slot = state;
+        }
+        let combined = slots
+            .iter()
+            .find(|s| **s == StreamState::Streaming)
+            .or_else(|| slots.iter().find(|s| **s != StreamState::Stopped))
+            .unwrap_or(&StreamState::Stopped)
+            .clone();
+        self.states.combined.send_replace(combined);
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_combined_state_is_streaming_while_any_connection_streams() {
+        let (states, combined) = StreamStates::new(2);
+        let (a, b) = (states.reporter(0), states.reporter(1));
+        a.send_replace(StreamState::Connecting);
+        assert_eq!(*combined.borrow(), StreamState::Connecting);
+        b.send_replace(StreamState::Streaming);
+        assert_eq!(*combined.borrow(), StreamState::Streaming);
+        a.send_replace(StreamState::BackingOff("x".into()));
+        assert_eq!(*combined.borrow(), StreamState::Streaming);
+        b.send_replace(StreamState::Stopped);
+        assert_eq!(*combined.borrow(), StreamState::BackingOff("x".into()));
+        a.send_replace(StreamState::Stopped);
+        assert_eq!(*combined.borrow(), StreamState::Stopped);
+    }
 
     #[test]
     fn a_full_queue_drops_and_counts_instead_of_waiting() {

@@ -1,0 +1,260 @@
+//! End to end under load, in two processes on loopback: `simulate` sends the
+//! simulated foundation's workload (as fast as it is read, or at a given
+//! rate) and the exporter reads it. Prints envelopes applied per second and
+//! per CPU-second of the exporter process (from its own accounting in
+//! `/proc`), drops, series, peak RSS and how long scrapes took meanwhile.
+//!
+//! ```sh
+//! cargo bench --bench load                          # as fast as it goes, 20 s
+//! cargo bench --bench load -- --rate 200000 --seconds 60
+//! cargo bench --bench load -- --connections 2 --cells 100 --apps 2000
+//! ```
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Options {
+    rate: u64,
+    seconds: u64,
+    connections: u64,
+    cells: u64,
+    apps: u64,
+    warmup: u64,
+}
+
+impl Options {
+    fn parse() -> Self {
+        let mut o = Options {
+            rate: 0,
+            seconds: 20,
+            connections: 1,
+            cells: 50,
+            apps: 500,
+            warmup: 5,
+        };
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let mut i = 0;
+        while i < args.len() {
+            let value = || {
+                args.get(i + 1)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("{} takes a number", args[i]))
+            };
+            match args[i].as_str() {
+                "--rate" => o.rate = value(),
+                "--seconds" => o.seconds = value(),
+                "--connections" => o.connections = value(),
+                "--cells" => o.cells = value(),
+                "--apps" => o.apps = value(),
+                "--warmup" => o.warmup = value(),
+                // Flags cargo passes to every bench.
+                "--bench" => {
+                    i += 1;
+                    continue;
+                }
+                other => panic!(
+                    "unknown option {other}; options: --rate --seconds --connections --cells --apps --warmup"
+                ),
+            }
+            i += 2;
+        }
+        o
+    }
+}
+
+/// Kills the process when the benchmark ends, however it ends.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET over plain HTTP/1.1; the body and the time it took.
+fn get(port: u16, path: &str) -> Option<(String, Duration)> {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200")
+        .then(|| (body.to_owned(), started.elapsed()))
+}
+
+/// The sum of every sample of `name` in a text-format body.
+fn sum(body: &str, name: &str) -> f64 {
+    body.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn sample(body: &str, line_prefix: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// CPU seconds (user + system) the process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process alive");
+    // Fields after the command name, which is in parentheses.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Peak resident set size, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn main() {
+    let o = Options::parse();
+    let exe = env!("CARGO_BIN_EXE_cf-firehose-exporter");
+    let (uaa, tc, web) = (free_port(), free_port(), free_port());
+    let _simulation = Process(
+        Command::new(exe)
+            .args(["simulate", "--log.level", "warn"])
+            .args(["--sim.uaa-address", &format!("127.0.0.1:{uaa}")])
+            .args(["--sim.doppler-address", &format!("127.0.0.1:{tc}")])
+            .args(["--sim.rate", &o.rate.to_string()])
+            .args(["--sim.cells", &o.cells.to_string()])
+            .args(["--sim.apps", &o.apps.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("simulate starts"),
+    );
+    wait_for("the simulation listening", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", tc)).is_ok()
+    });
+    let exporter = Process(
+        Command::new(exe)
+            .args(["--log.level", "warn"])
+            .args(["--uaa.url", &format!("http://127.0.0.1:{uaa}")])
+            .args(["--uaa.client-id", "firehose-exporter"])
+            .args(["--uaa.client-secret", "sim-secret"])
+            .args(["--doppler.url", &format!("ws://127.0.0.1:{tc}")])
+            .args(["--doppler.connections", &o.connections.to_string()])
+            .args(["--web.listen-address", &format!("127.0.0.1:{web}")])
+            .spawn()
+            .expect("the exporter starts"),
+    );
+    let pid = exporter.0.id();
+    wait_for("the exporter streaming", Duration::from_secs(10), || {
+        get(web, "/metrics").is_some_and(|(b, _)| b.contains("\ncf_firehose_exporter_up 1\n"))
+    });
+    std::thread::sleep(Duration::from_secs(o.warmup));
+
+    let read = |body: &str| {
+        (
+            sum(body, "cf_firehose_exporter_envelopes_received_total"),
+            sum(body, "cf_firehose_exporter_envelopes_dropped_total"),
+        )
+    };
+    let (first, _) = get(web, "/metrics").expect("scrape");
+    let (received0, dropped0) = read(&first);
+    let cpu0 = cpu_seconds(pid);
+    let started = Instant::now();
+    let mut scrapes = Vec::new();
+    while started.elapsed() < Duration::from_secs(o.seconds) {
+        std::thread::sleep(Duration::from_secs(1));
+        let (_, took) = get(web, "/metrics").expect("the scrape answers under load");
+        scrapes.push(took);
+    }
+    let (last, _) = get(web, "/metrics").expect("scrape");
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu0;
+    let (received1, dropped1) = read(&last);
+    let received = received1 - received0;
+    let dropped = dropped1 - dropped0;
+    let series = sample(&last, "cf_firehose_exporter_series ");
+    let rss = peak_rss(pid);
+    scrapes.sort();
+    let p50 = scrapes[scrapes.len() / 2];
+    let max = scrapes.last().copied().unwrap_or_default();
+
+    println!(
+        "load: rate {} ({}), {} connection(s), {} cells, {} apps, {:.0} s measured after {} s warm-up",
+        o.rate,
+        if o.rate == 0 {
+            "as fast as read"
+        } else {
+            "envelopes/s"
+        },
+        o.connections,
+        o.cells,
+        o.apps,
+        wall,
+        o.warmup
+    );
+    println!("envelopes applied:      {:>12.0}", received);
+    println!("  per second:           {:>12.0}", received / wall);
+    println!(
+        "  per exporter CPU-s:   {:>12.0}   (exporter used {:.2} CPU-s, {:.0} % of one core)",
+        received / cpu.max(1e-9),
+        cpu,
+        100.0 * cpu / wall
+    );
+    println!("dropped:                {:>12.0}", dropped);
+    println!("series:                 {:>12.0}", series);
+    println!(
+        "peak RSS:               {:>12.1} MiB ({:.0} bytes per series)",
+        rss as f64 / (1 << 20) as f64,
+        rss as f64 / series.max(1.0)
+    );
+    println!(
+        "scrape under load:      {:>12.1} ms median, {:.1} ms max ({} scrapes)",
+        p50.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+        scrapes.len()
+    );
+}
