@@ -3,8 +3,123 @@
 
 pub mod native;
 
+use std::borrow::Cow;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::LazyLock;
+
 /// A sorted list of unique label pairs; the identity of a series within its family.
 pub type Labels = Vec<(String, String)>;
+
+/// The hasher of label sets and family names, seeded once per process.
+static HASHER: LazyLock<foldhash::fast::FixedState> =
+    LazyLock::new(|| foldhash::fast::FixedState::with_seed(rand::random()));
+
+/// Hashes a family name, for combining with a label set's hash.
+pub fn hash_family(name: &str) -> u64 {
+    HASHER.hash_one(name)
+}
+
+/// A label set borrowed from an envelope as far as possible: sorted,
+/// unique, and hashed once, however many series share it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelSet<'a> {
+    pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    hash: u64,
+}
+
+impl<'a> LabelSet<'a> {
+    /// A set from pairs that are already sorted by name and unique.
+    pub fn from_sorted(pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>) -> Self {
+        debug_assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0), "sorted, unique");
+        let mut hasher = HASHER.build_hasher();
+        for (name, value) in &pairs {
+            name.hash(&mut hasher);
+            value.hash(&mut hasher);
+        }
+        Self {
+            hash: hasher.finish(),
+            pairs,
+        }
+    }
+
+    /// A set from owned labels (sorted and unique).
+    pub fn from_labels(labels: &'a Labels) -> Self {
+        Self::from_sorted(
+            labels
+                .iter()
+                .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
+                .collect(),
+        )
+    }
+
+    /// The pairs, sorted by name.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
+    /// Number of labels.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// True without labels.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// The hash of the whole set.
+    pub fn hash_value(&self) -> u64 {
+        self.hash
+    }
+
+    /// An owned copy.
+    pub fn to_labels(&self) -> Labels {
+        self.iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+}
+
+/// One series update, borrowing from the envelope it comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct Update<'a> {
+    /// The family name: sanitized, and for counters without `_total`.
+    pub family: &'a str,
+    /// Gauge or counter.
+    pub kind: MetricKind,
+    /// The name as the platform emitted it, for the HELP text.
+    pub original: &'a str,
+    /// The label set, possibly shared with other updates of the envelope.
+    pub labels: &'a LabelSet<'a>,
+    /// The new value.
+    pub value: Value,
+}
+
+impl Update<'_> {
+    /// The HELP text of the family this update belongs to.
+    pub fn help(&self) -> String {
+        format!("Cloud Foundry {} '{}'", self.kind.as_str(), self.original)
+    }
+
+    /// The sample name under which the value is exposed.
+    pub fn sample_name(&self) -> Cow<'_, str> {
+        match self.kind {
+            MetricKind::Gauge => Cow::Borrowed(self.family),
+            MetricKind::Counter => Cow::Owned(format!("{}_total", self.family)),
+        }
+    }
+
+    /// An owned copy.
+    pub fn to_owned(&self) -> SeriesUpdate {
+        SeriesUpdate {
+            family: self.family.to_owned(),
+            kind: self.kind,
+            original: self.original.to_owned(),
+            labels: self.labels.to_labels(),
+            value: self.value,
+        }
+    }
+}
 
 /// The Prometheus type of a relayed family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

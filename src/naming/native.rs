@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use super::{Labels, MetricKind, SeriesUpdate, Value};
+use super::{LabelSet, MetricKind, SeriesUpdate, Update, Value};
 use crate::envelope::Envelope;
 
 /// Translates envelopes under the native scheme.
@@ -30,44 +30,55 @@ impl NativeScheme {
         self
     }
 
-    /// Appends the updates `envelope` yields to `out`. Envelopes that carry no
-    /// metric (logs, HTTP events, errors) yield nothing. Returns how many
-    /// updates were appended.
+    /// Appends the updates `envelope` yields to `out`, as owned copies.
+    /// Returns how many were appended.
     pub fn translate(&self, envelope: &Envelope, out: &mut Vec<SeriesUpdate>) -> usize {
         let before = out.len();
+        self.translate_each(envelope, |update| out.push(update.to_owned()));
+        out.len() - before
+    }
+
+    /// Calls `apply` with each update `envelope` yields, borrowing from the
+    /// envelope. Envelopes that carry no metric (logs, HTTP events, errors)
+    /// yield nothing. The label set is built and hashed once per envelope.
+    pub fn translate_each(&self, envelope: &Envelope, mut apply: impl FnMut(Update<'_>)) {
         if let Some(m) = &envelope.value_metric {
+            let Some(family) = sanitize_metric_name(&m.name) else {
+                return;
+            };
             let mut labels = self.base_labels(envelope);
             push_set(&mut labels, "unit", &m.unit);
             self.add_tags(&mut labels, envelope);
-            if let Some(family) = sanitize_metric_name(&m.name) {
-                out.push(SeriesUpdate {
-                    family: family.into_owned(),
-                    kind: MetricKind::Gauge,
-                    original: m.name.clone(),
-                    labels,
-                    value: Value::Set(m.value),
-                });
-            }
+            let labels = LabelSet::from_sorted(labels);
+            apply(Update {
+                family: &family,
+                kind: MetricKind::Gauge,
+                original: &m.name,
+                labels: &labels,
+                value: Value::Set(m.value),
+            });
         } else if let Some(c) = &envelope.counter_event {
+            let Some(family) = sanitize_metric_name(&c.name) else {
+                return;
+            };
+            let family = match family.strip_suffix("_total") {
+                Some(stem) if !stem.is_empty() => stem,
+                _ => &family,
+            };
             let mut labels = self.base_labels(envelope);
             self.add_tags(&mut labels, envelope);
-            if let Some(family) = sanitize_metric_name(&c.name) {
-                let family = match family.strip_suffix("_total") {
-                    Some(stem) if !stem.is_empty() => stem.to_owned(),
-                    _ => family.into_owned(),
-                };
-                let value = match c.total {
-                    Some(total) => Value::Set(total as f64),
-                    None => Value::Add(c.delta as f64),
-                };
-                out.push(SeriesUpdate {
-                    family,
-                    kind: MetricKind::Counter,
-                    original: c.name.clone(),
-                    labels,
-                    value,
-                });
-            }
+            let labels = LabelSet::from_sorted(labels);
+            let value = match c.total {
+                Some(total) => Value::Set(total as f64),
+                None => Value::Add(c.delta as f64),
+            };
+            apply(Update {
+                family,
+                kind: MetricKind::Counter,
+                original: &c.name,
+                labels: &labels,
+                value,
+            });
         } else if let Some(c) = &envelope.container_metric {
             let mut labels = self.base_labels(envelope);
             // Diego puts source_id and instance_id in the tags; older platforms
@@ -76,49 +87,64 @@ impl NativeScheme {
                 push_set(&mut labels, "source_id", &c.application_id);
             }
             if !envelope.tags.contains_key("instance_id") {
-                push_set(&mut labels, "instance_id", &c.instance_index.to_string());
+                labels.push((
+                    Cow::Borrowed("instance_id"),
+                    Cow::Owned(c.instance_index.to_string()),
+                ));
             }
             let mut cpu_labels = labels.clone();
             push_set(&mut cpu_labels, "unit", "percentage");
             self.add_tags(&mut cpu_labels, envelope);
+            let cpu_labels = LabelSet::from_sorted(cpu_labels);
             push_set(&mut labels, "unit", "bytes");
             self.add_tags(&mut labels, envelope);
+            let labels = LabelSet::from_sorted(labels);
             let gauges = [
-                ("cpu", "cpuPercentage", Some(c.cpu_percentage)),
-                ("memory", "memoryBytes", Some(c.memory_bytes as f64)),
-                ("disk", "diskBytes", Some(c.disk_bytes as f64)),
+                (
+                    "cpu",
+                    "containerMetric.cpuPercentage",
+                    Some(c.cpu_percentage),
+                ),
+                (
+                    "memory",
+                    "containerMetric.memoryBytes",
+                    Some(c.memory_bytes as f64),
+                ),
+                (
+                    "disk",
+                    "containerMetric.diskBytes",
+                    Some(c.disk_bytes as f64),
+                ),
                 (
                     "memory_quota",
-                    "memoryBytesQuota",
+                    "containerMetric.memoryBytesQuota",
                     c.memory_bytes_quota.map(|q| q as f64),
                 ),
                 (
                     "disk_quota",
-                    "diskBytesQuota",
+                    "containerMetric.diskBytesQuota",
                     c.disk_bytes_quota.map(|q| q as f64),
                 ),
             ];
             for (family, original, value) in gauges {
                 let Some(value) = value else { continue };
-                let labels = if family == "cpu" {
-                    cpu_labels.clone()
-                } else {
-                    labels.clone()
-                };
-                out.push(SeriesUpdate {
-                    family: family.to_owned(),
+                apply(Update {
+                    family,
                     kind: MetricKind::Gauge,
-                    original: format!("containerMetric.{original}"),
-                    labels,
+                    original,
+                    labels: if family == "cpu" {
+                        &cpu_labels
+                    } else {
+                        &labels
+                    },
                     value: Value::Set(value),
                 });
             }
         }
-        out.len() - before
     }
 
-    fn base_labels(&self, e: &Envelope) -> Labels {
-        let mut labels = Labels::with_capacity(8 + e.tags.len());
+    fn base_labels<'a>(&'a self, e: &'a Envelope) -> Pairs<'a> {
+        let mut labels = Pairs::with_capacity(8 + e.tags.len());
         push_set(&mut labels, "origin", &e.origin);
         let fields = [
             ("bosh_deployment", &e.deployment),
@@ -138,10 +164,13 @@ impl NativeScheme {
     }
 }
 
+/// Label pairs being built, borrowing where they can.
+type Pairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
 /// Pushes an exporter-set label unless its value is empty.
-fn push_set(labels: &mut Labels, name: &str, value: &str) {
+fn push_set<'a>(labels: &mut Pairs<'a>, name: &'static str, value: &'a str) {
     if !value.is_empty() {
-        labels.push((name.to_owned(), value.to_owned()));
+        labels.push((Cow::Borrowed(name), Cow::Borrowed(value)));
     }
 }
 
@@ -150,24 +179,23 @@ impl NativeScheme {
     /// key order so that collisions resolve the same way every time: a key that is
     /// already present (set by the exporter, or produced by an earlier tag that
     /// sanitizes the same way) gets `exported_` in front until it is unique.
-    fn add_tags(&self, labels: &mut Labels, e: &Envelope) {
-        let mut tags: Vec<(&String, &String)> = e
+    fn add_tags<'a>(&self, labels: &mut Pairs<'a>, e: &'a Envelope) {
+        let mut tags: Vec<(&'a String, &'a String)> = e
             .tags
             .iter()
             .filter(|(k, v)| !v.is_empty() && !self.drop_tags.contains(*k))
             .collect();
         tags.sort_unstable();
         for (key, value) in tags {
-            let Some(name) = sanitize_label_name(key) else {
+            let Some(mut name) = sanitize_label_name(key) else {
                 continue;
             };
-            let mut name = name.into_owned();
             while name.starts_with("__") || labels.iter().any(|(n, _)| *n == name) {
-                name.insert_str(0, "exported_");
+                name = Cow::Owned(format!("exported_{name}"));
             }
-            labels.push((name, value.clone()));
+            labels.push((name, Cow::Borrowed(value.as_str())));
         }
-        labels.sort_unstable();
+        labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     }
 }
 
@@ -202,7 +230,7 @@ mod tests {
     use super::*;
     use crate::envelope::{ContainerMetric, CounterEvent, ValueMetric, decode, vectors};
 
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
+    fn labels(pairs: &[(&str, &str)]) -> crate::naming::Labels {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
