@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, LabelSetEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::naming::MetricKind;
-use crate::store::SeriesStore;
+use crate::store::{SeriesStore, StoredLabels};
 use crate::telemetry::Telemetry;
 
 /// The Content-Type of the Prometheus text format 0.0.4.
@@ -162,6 +164,18 @@ struct StoreCollector {
     escape_help: bool,
 }
 
+/// A stored label set, as prometheus-client encodes one.
+struct StoredLabelSet<'a>(&'a StoredLabels);
+
+impl EncodeLabelSet for StoredLabelSet<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        for (name, value) in self.0.iter() {
+            (name.as_ref(), value.as_ref()).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
 /// HELP text as OpenMetrics wants it.
 fn escape_help(help: &str) -> std::borrow::Cow<'_, str> {
     if !help.contains(['\\', '"', '\n']) {
@@ -187,7 +201,8 @@ impl Collector for StoreCollector {
             };
             let mut metric = encoder.encode_descriptor(&family.name, &help, None, metric_type)?;
             for (labels, value) in &family.series {
-                let mut sample = metric.encode_family(labels.as_ref())?;
+                let labels = StoredLabelSet(labels);
+                let mut sample = metric.encode_family(&labels)?;
                 match family.kind {
                     MetricKind::Gauge => sample.encode_gauge(value)?,
                     MetricKind::Counter => {

@@ -9,7 +9,6 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::envelope::{self, DecodeError};
 use crate::filter::Filters;
-use crate::naming::SeriesUpdate;
 use crate::naming::native::NativeScheme;
 use crate::source::FrameReceiver;
 use crate::store::SeriesStore;
@@ -56,7 +55,6 @@ pub struct Ingest {
     telemetry: Telemetry,
     counters: Counters,
     filters: Filters,
-    updates: Vec<SeriesUpdate>,
 }
 
 impl Ingest {
@@ -69,7 +67,6 @@ impl Ingest {
             telemetry,
             counters,
             filters: Filters::default(),
-            updates: Vec::new(),
         }
     }
 
@@ -102,26 +99,26 @@ impl Ingest {
             self.telemetry.slow_consumer_alerts.inc();
             tracing::warn!(
                 origin = %envelope.origin,
-                "Doppler reports dropping messages for this consumer: it is too slow; \
-                 add connections or exporter instances"
+                "Doppler reports dropping messages for this consumer: {}",
+                crate::source::slow_consumer::ADVICE
             );
         }
         if !self.filters.keeps_envelope(&envelope) {
             self.telemetry.envelopes_filtered.inc();
             return;
         }
-        self.scheme.translate(&envelope, &mut self.updates);
-        if self.filters.filters_names() {
-            let filters = &self.filters;
-            let before = self.updates.len();
-            self.updates
-                .retain(|u| filters.keeps_name(&u.sample_name()));
-            if before > 0 && self.updates.is_empty() {
-                self.telemetry.envelopes_filtered.inc();
+        let (filters, store) = (&self.filters, &self.store);
+        let (mut yielded, mut kept) = (0, 0);
+        self.scheme.translate_each(&envelope, |update| {
+            yielded += 1;
+            if filters.filters_names() && !filters.keeps_name(&update.sample_name()) {
+                return;
             }
-        }
-        for update in self.updates.drain(..) {
-            self.store.apply(update, now);
+            kept += 1;
+            store.apply_update(&update, now);
+        });
+        if yielded > 0 && kept == 0 {
+            self.telemetry.envelopes_filtered.inc();
         }
     }
 

@@ -1,34 +1,115 @@
 //! The series store: the only shared mutable state. One entry per series
 //! (family name plus whole label set) with its value and last update; a
 //! family registry that keeps the exposition valid; expiry by age.
+//!
+//! Series are found by a hash of their family and label set, computed from
+//! the envelope's borrowed data, so that updating an existing series
+//! allocates nothing; label names and values are interned when a series is
+//! created, so that series share their strings.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dashmap::DashMap;
+use dashmap::{DashMap, DashSet};
 use tokio::time::Instant;
 
-use crate::naming::{Labels, MetricKind, SeriesUpdate, Value};
+use crate::naming::{LabelSet, MetricKind, SeriesUpdate, Update, Value, hash_family};
 use crate::telemetry::{PREFIX, Telemetry};
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct SeriesKey {
-    family: Arc<str>,
-    /// Shared, so that a scrape copies a pointer, not the labels.
-    labels: Arc<Labels>,
-}
+/// A stored label set: interned names and values, sorted by name.
+pub type StoredLabels = Arc<[(Arc<str>, Arc<str>)]>;
 
 /// Shards of the series map. Ingestion and scrapes contend per shard; with
 /// many small shards a scrape holds each lock only while it copies a few
 /// hundred pointers, even at a million series.
 const SHARDS: usize = 4096;
 
-#[derive(Debug, Clone, Copy)]
-struct Sample {
+/// Conflicting names remembered so that each is logged once; beyond this
+/// many, conflicts are still counted but no longer logged.
+const CONFLICTS_LOGGED_MAX: usize = 10_000;
+
+/// The series map's keys are already hashes: use them as they are.
+#[derive(Debug, Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Series {
+    family: Arc<str>,
+    labels: StoredLabels,
     value: f64,
     updated: Instant,
+}
+
+impl Series {
+    fn is(&self, family: &str, labels: &LabelSet<'_>) -> bool {
+        *self.family == *family
+            && self.labels.len() == labels.len()
+            && self
+                .labels
+                .iter()
+                .zip(labels.iter())
+                .all(|((k, v), (k2, v2))| **k == *k2 && **v == *v2)
+    }
+}
+
+/// The series that share one hash: almost always one.
+#[derive(Debug, Clone)]
+enum Bucket {
+    One(Series),
+    Many(Vec<Series>),
+}
+
+impl Bucket {
+    fn find_mut(&mut self, family: &str, labels: &LabelSet<'_>) -> Option<&mut Series> {
+        match self {
+            Bucket::One(series) => series.is(family, labels).then_some(series),
+            Bucket::Many(all) => all.iter_mut().find(|s| s.is(family, labels)),
+        }
+    }
+
+    fn push(&mut self, series: Series) {
+        match self {
+            Bucket::One(first) => *self = Bucket::Many(vec![first.clone(), series]),
+            Bucket::Many(all) => all.push(series),
+        }
+    }
+
+    fn series(&self) -> &[Series] {
+        match self {
+            Bucket::One(series) => std::slice::from_ref(series),
+            Bucket::Many(all) => all,
+        }
+    }
+
+    /// Keeps the series `keep` approves; true when some are left.
+    fn retain(&mut self, mut keep: impl FnMut(&Series) -> bool) -> bool {
+        match self {
+            Bucket::One(series) => keep(series),
+            Bucket::Many(all) => {
+                all.retain(|s| keep(s));
+                !all.is_empty()
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -52,10 +133,6 @@ pub enum Applied {
     OverCap,
 }
 
-/// Conflicting names remembered so that each is logged once; beyond this
-/// many, conflicts are still counted but no longer logged.
-const CONFLICTS_LOGGED_MAX: usize = 10_000;
-
 /// A consistent copy of one family, taken for a scrape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FamilySnapshot {
@@ -66,14 +143,16 @@ pub struct FamilySnapshot {
     /// HELP text.
     pub help: Arc<str>,
     /// Series sorted by labels.
-    pub series: Vec<(Arc<Labels>, f64)>,
+    pub series: Vec<(StoredLabels, f64)>,
 }
 
 /// Concurrent store of relayed series.
 #[derive(Debug)]
 pub struct SeriesStore {
-    series: DashMap<SeriesKey, Sample>,
-    families: DashMap<Arc<str>, FamilyMeta>,
+    series: DashMap<u64, Bucket, BuildHasherDefault<KeyHasher>>,
+    families: DashMap<Arc<str>, FamilyMeta, foldhash::fast::RandomState>,
+    /// Label names and values, shared by the series that carry them.
+    strings: DashSet<Arc<str>, foldhash::fast::RandomState>,
     /// Serialises the creation of families so that the clash check and the
     /// insert are one step.
     family_creation: Mutex<()>,
@@ -81,7 +160,7 @@ pub struct SeriesStore {
     conflicts_logged: DashMap<String, ()>,
     len: AtomicUsize,
     max_series: usize,
-    cap_logged: std::sync::atomic::AtomicBool,
+    cap_logged: AtomicBool,
     expiration: Duration,
     telemetry: Telemetry,
 }
@@ -90,13 +169,14 @@ impl SeriesStore {
     /// An empty store whose series expire after `expiration` without update.
     pub fn new(expiration: Duration, telemetry: Telemetry) -> Self {
         Self {
-            series: DashMap::with_shard_amount(SHARDS),
-            families: DashMap::new(),
+            series: DashMap::with_hasher_and_shard_amount(Default::default(), SHARDS),
+            families: DashMap::default(),
+            strings: DashSet::default(),
             family_creation: Mutex::new(()),
             conflicts_logged: DashMap::new(),
             len: AtomicUsize::new(0),
             max_series: usize::MAX,
-            cap_logged: std::sync::atomic::AtomicBool::new(false),
+            cap_logged: AtomicBool::new(false),
             expiration,
             telemetry,
         }
@@ -150,46 +230,85 @@ impl SeriesStore {
         self.expiration
     }
 
-    /// Applies one update at time `now`.
+    /// Applies one owned update at time `now`.
     pub fn apply(&self, update: SeriesUpdate, now: Instant) -> Applied {
-        let Some(family) = self.family(&update) else {
+        let labels = LabelSet::from_labels(&update.labels);
+        self.apply_update(
+            &Update {
+                family: &update.family,
+                kind: update.kind,
+                original: &update.original,
+                labels: &labels,
+                value: update.value,
+            },
+            now,
+        )
+    }
+
+    /// Applies one update at time `now`. Updating an existing series
+    /// allocates nothing.
+    pub fn apply_update(&self, update: &Update<'_>, now: Instant) -> Applied {
+        let Some(family) = self.family(update) else {
             return Applied::Conflict;
         };
-        let key = SeriesKey {
-            family,
-            labels: Arc::new(update.labels),
-        };
+        let key = series_key(update.family, update.labels);
         match self.series.entry(key) {
             dashmap::Entry::Occupied(mut entry) => {
-                let sample = entry.get_mut();
-                sample.value = match update.value {
-                    Value::Set(v) => v,
-                    Value::Add(d) => sample.value + d,
-                };
-                sample.updated = now;
-                Applied::Updated
+                let bucket = entry.get_mut();
+                if let Some(series) = bucket.find_mut(update.family, update.labels) {
+                    series.value = match update.value {
+                        Value::Set(v) => v,
+                        Value::Add(d) => series.value + d,
+                    };
+                    series.updated = now;
+                    return Applied::Updated;
+                }
+                if !self.reserve() {
+                    return Applied::OverCap;
+                }
+                bucket.push(self.new_series(family, update, now));
             }
             dashmap::Entry::Vacant(entry) => {
                 if !self.reserve() {
                     return Applied::OverCap;
                 }
-                let value = match update.value {
-                    Value::Set(v) | Value::Add(v) => v,
-                };
-                entry.insert(Sample {
-                    value,
-                    updated: now,
-                });
-                self.telemetry.series.set(self.len() as i64);
-                Applied::Created
+                entry.insert(Bucket::One(self.new_series(family, update, now)));
             }
         }
+        self.telemetry.series.set(self.len() as i64);
+        Applied::Created
+    }
+
+    fn new_series(&self, family: Arc<str>, update: &Update<'_>, now: Instant) -> Series {
+        let labels: StoredLabels = update
+            .labels
+            .iter()
+            .map(|(k, v)| (self.intern(k), self.intern(v)))
+            .collect();
+        let value = match update.value {
+            Value::Set(v) | Value::Add(v) => v,
+        };
+        Series {
+            family,
+            labels,
+            value,
+            updated: now,
+        }
+    }
+
+    fn intern(&self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.strings.get(text) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.strings.insert(shared.clone());
+        shared
     }
 
     /// The registered family for an update, registering it if new; `None` when
     /// the name cannot be used without making the exposition invalid.
-    fn family(&self, update: &SeriesUpdate) -> Option<Arc<str>> {
-        if let Some(meta) = self.families.get(update.family.as_str()) {
+    fn family(&self, update: &Update<'_>) -> Option<Arc<str>> {
+        if let Some(meta) = self.families.get(update.family) {
             if meta.kind == update.kind {
                 return Some(meta.name.clone());
             }
@@ -202,7 +321,7 @@ impl SeriesStore {
             .family_creation
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if let Some(meta) = self.families.get(update.family.as_str()) {
+        if let Some(meta) = self.families.get(update.family) {
             if meta.kind == update.kind {
                 return Some(meta.name.clone());
             }
@@ -214,7 +333,7 @@ impl SeriesStore {
             self.conflict(update, &reason);
             return None;
         }
-        let name: Arc<str> = Arc::from(update.family.as_str());
+        let name: Arc<str> = Arc::from(update.family);
         let meta = FamilyMeta {
             name: name.clone(),
             kind: update.kind,
@@ -226,7 +345,7 @@ impl SeriesStore {
 
     /// Why a new family would clash with an existing one, if it would: a
     /// gauge `foo_total` and a counter `foo` both expose `foo_total`.
-    fn clash(&self, update: &SeriesUpdate) -> Option<String> {
+    fn clash(&self, update: &Update<'_>) -> Option<String> {
         if update.family.starts_with(PREFIX) {
             return Some("the prefix is reserved for the exporter's own metrics".into());
         }
@@ -244,19 +363,20 @@ impl SeriesStore {
     }
 
     /// Counts a conflicting update, and logs it once per name.
-    fn conflict(&self, update: &SeriesUpdate, reason: &str) {
+    fn conflict(&self, update: &Update<'_>, reason: &str) {
         self.telemetry.series_rejected("conflict").inc();
+        let name = update.sample_name();
         if self.conflicts_logged.len() < CONFLICTS_LOGGED_MAX
+            && !self.conflicts_logged.contains_key(name.as_ref())
             && self
                 .conflicts_logged
-                .insert(update.sample_name(), ())
+                .insert(name.clone().into_owned(), ())
                 .is_none()
         {
             tracing::warn!(
                 metric = %update.original,
                 kind = update.kind.as_str(),
-                "dropping updates to {}: {reason}",
-                update.sample_name()
+                "dropping updates to {name}: {reason}"
             );
         }
     }
@@ -266,38 +386,43 @@ impl SeriesStore {
     pub fn sweep(&self, now: Instant) -> usize {
         let expiration = self.expiration;
         let mut removed = 0;
-        self.series.retain(|_, sample| {
-            let keep = now.saturating_duration_since(sample.updated) < expiration;
-            removed += usize::from(!keep);
-            keep
+        self.series.retain(|_, bucket| {
+            bucket.retain(|series| {
+                let keep = now.saturating_duration_since(series.updated) < expiration;
+                removed += usize::from(!keep);
+                keep
+            })
         });
         if removed > 0 {
             self.len.fetch_sub(removed, Ordering::Relaxed);
             self.telemetry.series_expired.inc_by(removed as u64);
             self.telemetry.series.set(self.len() as i64);
-            self.forget_empty_families();
+            self.forget_unused();
         }
         removed
     }
 
-    /// Forgets families left without series, so that a stream of ever new
-    /// names cannot grow the family table without bound. Holds the creation
-    /// lock so that no family is forgotten while a series is being added to
-    /// it; a family forgotten between lookup and insert of a concurrent
-    /// update is registered again by its next update.
-    fn forget_empty_families(&self) {
+    /// Forgets families left without series and strings no series uses, so
+    /// that a stream of ever new names cannot grow either without bound.
+    /// Holds the creation lock so that no family is forgotten while a series
+    /// is being added to it; a family forgotten between lookup and insert of
+    /// a concurrent update is registered again by its next update.
+    fn forget_unused(&self) {
         let _guard = self
             .family_creation
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let mut live: std::collections::HashSet<Arc<str>> =
-            std::collections::HashSet::with_capacity(self.families.len());
-        for entry in self.series.iter() {
-            if !live.contains(&entry.key().family) {
-                live.insert(entry.key().family.clone());
+        let mut live: HashSet<Arc<str>> = HashSet::with_capacity(self.families.len());
+        for bucket in self.series.iter() {
+            for series in bucket.series() {
+                if !live.contains(&series.family) {
+                    live.insert(series.family.clone());
+                }
             }
         }
         self.families.retain(|name, _| live.contains(name));
+        // Held by the set alone: no series uses it any more.
+        self.strings.retain(|text| Arc::strong_count(text) > 1);
     }
 
     /// Runs [`SeriesStore::sweep`] periodically until the task is dropped.
@@ -319,12 +444,13 @@ impl SeriesStore {
     /// and series by labels. Each shard is locked only while its entries'
     /// pointers are copied; grouping and sorting happen after.
     pub fn snapshot(&self) -> Vec<FamilySnapshot> {
-        let mut copied: Vec<(Arc<str>, Arc<Labels>, f64)> = Vec::with_capacity(self.len());
-        for entry in self.series.iter() {
-            let key = entry.key();
-            copied.push((key.family.clone(), key.labels.clone(), entry.value().value));
+        let mut copied: Vec<(Arc<str>, StoredLabels, f64)> = Vec::with_capacity(self.len());
+        for bucket in self.series.iter() {
+            for series in bucket.series() {
+                copied.push((series.family.clone(), series.labels.clone(), series.value));
+            }
         }
-        let mut grouped: HashMap<Arc<str>, Vec<(Arc<Labels>, f64)>> = HashMap::new();
+        let mut grouped: HashMap<Arc<str>, Vec<(StoredLabels, f64)>> = HashMap::new();
         for (family, labels, value) in copied {
             grouped.entry(family).or_default().push((labels, value));
         }
@@ -344,6 +470,13 @@ impl SeriesStore {
         families.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         families
     }
+}
+
+/// Where a series lives in the map: its family's and label set's hashes mixed.
+fn series_key(family: &str, labels: &LabelSet<'_>) -> u64 {
+    static MIX: std::sync::LazyLock<foldhash::fast::FixedState> =
+        std::sync::LazyLock::new(|| foldhash::fast::FixedState::with_seed(rand::random()));
+    MIX.hash_one((hash_family(family), labels.hash_value()))
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     for family in store.snapshot() {
         assert!(!family.name.is_empty());
         for (labels, _) in &family.series {
-            for (name, value) in labels {
+            for (name, value) in labels.iter() {
                 assert!(!name.is_empty() && !value.is_empty());
                 assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
             }

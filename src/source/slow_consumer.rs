@@ -17,7 +17,8 @@ pub const NORMAL_CLOSE_WINDOW: Duration = Duration::from_secs(300);
 
 /// What an operator should do about a slow consumer.
 pub const ADVICE: &str = "this consumer reads too slowly for the Firehose: \
-     give it more CPU, or add exporter instances with the same subscription id to split the stream";
+     add connections (--doppler.connections) or exporter instances with the same subscription id, \
+     or give it more CPU";
 
 /// Watches close codes for slow-consumer cuts.
 #[derive(Debug, Default)]
