@@ -4,8 +4,8 @@
 //!
 //! Series are found by a hash of their family and label set, computed from
 //! the envelope's borrowed data, so that updating an existing series
-//! allocates nothing; label names and values are interned when a series is
-//! created, so that series share their strings.
+//! allocates nothing; label sets, and the names and values in them, are
+//! interned when a series is created, so that series share them.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -153,6 +153,9 @@ pub struct SeriesStore {
     families: DashMap<Arc<str>, FamilyMeta, foldhash::fast::RandomState>,
     /// Label names and values, shared by the series that carry them.
     strings: DashSet<Arc<str>, foldhash::fast::RandomState>,
+    /// Label sets by hash, shared by the series that carry them (the five
+    /// gauges of a container, say).
+    label_sets: DashMap<u64, Vec<StoredLabels>, BuildHasherDefault<KeyHasher>>,
     /// Serialises the creation of families so that the clash check and the
     /// insert are one step.
     family_creation: Mutex<()>,
@@ -172,6 +175,7 @@ impl SeriesStore {
             series: DashMap::with_hasher_and_shard_amount(Default::default(), SHARDS),
             families: DashMap::default(),
             strings: DashSet::default(),
+            label_sets: DashMap::default(),
             family_creation: Mutex::new(()),
             conflicts_logged: DashMap::new(),
             len: AtomicUsize::new(0),
@@ -280,11 +284,7 @@ impl SeriesStore {
     }
 
     fn new_series(&self, family: Arc<str>, update: &Update<'_>, now: Instant) -> Series {
-        let labels: StoredLabels = update
-            .labels
-            .iter()
-            .map(|(k, v)| (self.intern(k), self.intern(v)))
-            .collect();
+        let labels = self.intern_labels(update.labels);
         let value = match update.value {
             Value::Set(v) | Value::Add(v) => v,
         };
@@ -294,6 +294,27 @@ impl SeriesStore {
             value,
             updated: now,
         }
+    }
+
+    /// The stored copy of a label set, shared with the series that have it.
+    fn intern_labels(&self, labels: &LabelSet<'_>) -> StoredLabels {
+        let same = |stored: &StoredLabels| {
+            stored.len() == labels.len()
+                && stored
+                    .iter()
+                    .zip(labels.iter())
+                    .all(|((k, v), (k2, v2))| **k == *k2 && **v == *v2)
+        };
+        let mut sets = self.label_sets.entry(labels.hash_value()).or_default();
+        if let Some(stored) = sets.iter().find(|s| same(s)) {
+            return stored.clone();
+        }
+        let stored: StoredLabels = labels
+            .iter()
+            .map(|(k, v)| (self.intern(k), self.intern(v)))
+            .collect();
+        sets.push(stored.clone());
+        stored
     }
 
     fn intern(&self, text: &str) -> Arc<str> {
@@ -421,7 +442,12 @@ impl SeriesStore {
             }
         }
         self.families.retain(|name, _| live.contains(name));
-        // Held by the set alone: no series uses it any more.
+        // Held by the table alone: no series uses it any more. Label sets
+        // first, as they hold strings.
+        self.label_sets.retain(|_, sets| {
+            sets.retain(|set| Arc::strong_count(set) > 1);
+            !sets.is_empty()
+        });
         self.strings.retain(|text| Arc::strong_count(text) > 1);
     }
 
