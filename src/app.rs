@@ -27,7 +27,7 @@ use crate::web_config::WebSecurity;
 const QUEUE_BATCHES: usize = 4096;
 /// Bytes of frames that may wait between reading and decoding (at least
 /// four of the largest frames).
-const QUEUE_BYTES: usize = 64 << 20;
+const QUEUE_BYTES: usize = 16 << 20;
 /// Time allowed for an orderly stop before the remaining tasks are abandoned.
 const STOP_TIMEOUT: Duration = Duration::from_secs(4);
 
