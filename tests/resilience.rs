@@ -349,3 +349,36 @@ async fn on_stop_the_websocket_is_closed_with_1000() {
     };
     assert_eq!(tc_closes, vec![1000]);
 }
+
+#[tokio::test]
+async fn several_connections_share_the_subscription_and_every_envelope_is_applied() {
+    let h = Harness::start_with(SimClient::default(), TcSettings::default(), |mut c| {
+        c.source.connections = 3;
+        c
+    })
+    .await;
+    let tc = &h.foundation.traffic_controller;
+    assert!(tc.wait_for_connections(3, common::PATIENCE).await);
+    // The server gives each envelope to one connection chosen at random.
+    for i in 0..300u64 {
+        h.send(&counter(&format!("spread_{i}"), i + 1)).await;
+    }
+    let (_, parsed) = h
+        .scrape_until("all 300 counters", |p| {
+            (0..300u64).all(|i| p.value(&format!("spread_{i}_total"), &[]) == Some((i + 1) as f64))
+        })
+        .await;
+    assert_eq!(
+        parsed.value("cf_firehose_exporter_connections", &[]),
+        Some(3.0)
+    );
+    assert_eq!(parsed.value("cf_firehose_exporter_up", &[]), Some(1.0));
+    // Every connection cut: all three come back.
+    let before = tc.accepted();
+    tc.drop_all();
+    eventually("three connections again", || async {
+        (tc.accepted() == before + 3 && tc.connections() == 3).then_some(())
+    })
+    .await;
+    assert_eq!(h.get("/-/ready").await.status(), 200);
+}
