@@ -9,11 +9,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/events/http.proto",
         "proto/events/error.proto",
         "proto/events/uuid.proto",
+        "proto/view/envelope.proto",
     ];
     for file in FILES {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(FILES, ["proto"])?;
-    prost_build::Config::new().compile_fds(descriptors)?;
+    // The view's bytes fields become `Bytes`: slices of the frame, not copies.
+    prost_build::Config::new()
+        .bytes([".view"])
+        .compile_fds(descriptors)?;
     Ok(())
 }

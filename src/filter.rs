@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use regex::Regex;
 
-use crate::envelope::{EVENT_TYPE_NAMES, Envelope, event_type_name};
+use crate::envelope::{EVENT_TYPE_NAMES, EnvelopeRef, event_type_name};
 
 /// Why a filter could not be built, naming the flag.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,20 +74,18 @@ impl Filters {
     }
 
     /// Whether an envelope passes the event type, deployment and origin filters.
-    pub fn keeps_envelope(&self, envelope: &Envelope) -> bool {
+    pub fn keeps_envelope(&self, envelope: &EnvelopeRef<'_>) -> bool {
         self.events
             .as_ref()
-            .is_none_or(|e| e.contains(event_type_name(envelope.event_type)))
-            && self.deployments.as_ref().is_none_or(|d| {
-                envelope
-                    .deployment
-                    .as_ref()
-                    .is_some_and(|name| d.contains(name))
-            })
+            .is_none_or(|e| e.contains(event_type_name(envelope.event_type as i32)))
+            && self
+                .deployments
+                .as_ref()
+                .is_none_or(|d| envelope.deployment.is_some_and(|name| d.contains(name)))
             && self
                 .origins
                 .as_ref()
-                .is_none_or(|o| o.contains(&envelope.origin))
+                .is_none_or(|o| o.contains(envelope.origin))
     }
 
     /// Whether a series named `name` (as exposed: counters with `_total`)
@@ -141,12 +139,20 @@ mod tests {
         values.iter().map(|v| v.to_string()).collect()
     }
 
-    fn envelope(event_type: i32, origin: &str, deployment: Option<&str>) -> Envelope {
-        Envelope {
-            origin: origin.into(),
-            event_type,
-            deployment: deployment.map(Into::into),
-            ..Default::default()
+    fn envelope<'a>(
+        event_type: i32,
+        origin: &'a str,
+        deployment: Option<&'a str>,
+    ) -> EnvelopeRef<'a> {
+        EnvelopeRef {
+            origin,
+            event_type: crate::envelope::events::envelope::EventType::try_from(event_type).unwrap(),
+            deployment,
+            job: None,
+            index: None,
+            ip: None,
+            tags: Vec::new(),
+            payload: crate::envelope::Payload::Other,
         }
     }
 

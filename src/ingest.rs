@@ -14,15 +14,6 @@ use crate::source::FrameReceiver;
 use crate::store::SeriesStore;
 use crate::telemetry::Telemetry;
 
-/// The counter older Dopplers inject into a subscription they drop messages from.
-fn is_dropped_messages_alert(envelope: &envelope::Envelope) -> bool {
-    envelope
-        .counter_event
-        .as_ref()
-        .is_some_and(|c| c.name == "TruncatingBuffer.DroppedMessages")
-        && matches!(envelope.origin.as_str(), "doppler" | "DopplerServer")
-}
-
 /// Counters looked up once, not per envelope.
 #[derive(Debug, Clone)]
 struct Counters {
@@ -77,12 +68,20 @@ impl Ingest {
     }
 
     /// Handles one frame: a malformed or unusable one is counted and skipped.
-    pub fn frame(&mut self, frame: &[u8], now: tokio::time::Instant) {
-        let envelope = match envelope::decode(frame) {
+    /// The envelope's strings are read in place, not copied.
+    pub fn frame(&mut self, frame: &Bytes, now: tokio::time::Instant) {
+        let checked = envelope::decode_view(frame);
+        let checked = checked
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(envelope::validate);
+        let envelope = match checked {
             Ok(envelope) => envelope,
             Err(error) => {
                 let counter = match error {
-                    DecodeError::Malformed(_) => &self.counters.decode_errors,
+                    DecodeError::Malformed(_) | DecodeError::InvalidUtf8(_) => {
+                        &self.counters.decode_errors
+                    }
                     DecodeError::UnknownEventType(_) => &self.counters.unknown_event_type,
                     DecodeError::MissingField { .. } => &self.counters.missing_field,
                 };
@@ -90,12 +89,12 @@ impl Ingest {
                 return;
             }
         };
-        let slot = match envelope.event_type {
+        let slot = match envelope.event_type as i32 {
             n @ 4..=9 => (n - 3) as usize,
             _ => 0,
         };
         self.counters.received[slot].inc();
-        if is_dropped_messages_alert(&envelope) {
+        if envelope.is_dropped_messages_alert() {
             self.telemetry.slow_consumer_alerts.inc();
             tracing::warn!(
                 origin = %envelope.origin,

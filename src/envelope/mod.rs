@@ -1,5 +1,10 @@
 //! Dropsonde v1 envelopes: the types generated from `proto/` and the checks
 //! that turn a frame's bytes into an envelope the translator can trust.
+//!
+//! Frames are decoded as a [`view::Envelope`], whose strings are slices of
+//! the frame rather than copies, then checked into an [`EnvelopeRef`] that
+//! borrows from it. [`decode`] gives an owned [`Envelope`] by the same rules,
+//! for tools and tests.
 
 /// Types generated from `proto/events/*.proto`.
 #[allow(missing_docs, clippy::all)]
@@ -7,6 +12,13 @@ pub mod events {
     include!(concat!(env!("OUT_DIR"), "/events.rs"));
 }
 
+/// The wire-compatible view of `events.Envelope` from `proto/view/`.
+#[allow(missing_docs, clippy::all)]
+pub mod view {
+    include!(concat!(env!("OUT_DIR"), "/view.rs"));
+}
+
+use bytes::Bytes;
 use events::envelope::EventType;
 pub use events::{ContainerMetric, CounterEvent, Envelope, ValueMetric};
 use prost::Message;
@@ -17,6 +29,9 @@ pub enum DecodeError {
     /// The bytes are not a protobuf `Envelope`.
     #[error("malformed envelope: {0}")]
     Malformed(#[from] prost::DecodeError),
+    /// A string field the exporter reads is not UTF-8.
+    #[error("malformed envelope: {0} is not UTF-8")]
+    InvalidUtf8(&'static str),
     /// `eventType` is 0 or a value this version does not know. (A missing
     /// `eventType` decodes as the enum's first value, HttpStartStop, and then
     /// fails as a missing payload.)
@@ -36,58 +51,280 @@ impl DecodeError {
     /// A short, stable label for counting rejections by cause.
     pub fn reason(&self) -> &'static str {
         match self {
-            DecodeError::Malformed(_) => "malformed",
+            DecodeError::Malformed(_) | DecodeError::InvalidUtf8(_) => "malformed",
             DecodeError::UnknownEventType(_) => "unknown_event_type",
             DecodeError::MissingField { .. } => "missing_field",
         }
     }
 }
 
-/// Decodes one frame into an envelope and checks that the event its type names
-/// is present with the fields translation needs.
+/// The event an envelope carries, as far as the exporter reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Payload<'a> {
+    /// A gauge reading.
+    Value {
+        /// Metric name as emitted.
+        name: &'a str,
+        /// The reading.
+        value: f64,
+        /// Free-text unit, possibly empty.
+        unit: &'a str,
+    },
+    /// A counter.
+    Counter {
+        /// Metric name as emitted.
+        name: &'a str,
+        /// Increment since the previous emission.
+        delta: u64,
+        /// Running total, when sent.
+        total: Option<u64>,
+    },
+    /// An application instance's usage.
+    Container {
+        /// App GUID.
+        application_id: &'a str,
+        /// Instance index.
+        instance_index: i32,
+        /// Percent of one core.
+        cpu_percentage: f64,
+        /// Bytes of memory in use.
+        memory_bytes: u64,
+        /// Bytes of disk in use.
+        disk_bytes: u64,
+        /// Memory limit, when sent.
+        memory_bytes_quota: Option<u64>,
+        /// Disk limit, when sent.
+        disk_bytes_quota: Option<u64>,
+    },
+    /// HTTP events, logs and errors: counted, not translated.
+    Other,
+}
+
+/// A checked envelope borrowing its strings from a [`view::Envelope`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvelopeRef<'a> {
+    /// Emitting component.
+    pub origin: &'a str,
+    /// The event type, known and with its payload present.
+    pub event_type: EventType,
+    /// BOSH deployment, job, index and IP, when sent.
+    pub deployment: Option<&'a str>,
+    /// BOSH job (instance group).
+    pub job: Option<&'a str>,
+    /// BOSH instance id.
+    pub index: Option<&'a str>,
+    /// VM IP.
+    pub ip: Option<&'a str>,
+    /// Tags sorted by key, one per key (the last sent, as for a map).
+    pub tags: Vec<(&'a str, &'a str)>,
+    /// The event.
+    pub payload: Payload<'a>,
+}
+
+impl<'a> EnvelopeRef<'a> {
+    /// The value of tag `key`, if sent.
+    pub fn tag(&self, key: &str) -> Option<&'a str> {
+        self.tags
+            .binary_search_by(|(k, _)| (*k).cmp(key))
+            .ok()
+            .map(|i| self.tags[i].1)
+    }
+
+    /// The counter older Dopplers inject into a subscription they drop messages from.
+    pub fn is_dropped_messages_alert(&self) -> bool {
+        matches!(
+            self.payload,
+            Payload::Counter {
+                name: "TruncatingBuffer.DroppedMessages",
+                ..
+            }
+        ) && matches!(self.origin, "doppler" | "DopplerServer")
+    }
+}
+
+/// Decodes one frame as a view, without copying its strings.
+pub fn decode_view(frame: &Bytes) -> Result<view::Envelope, DecodeError> {
+    Ok(view::Envelope::decode(frame.clone())?)
+}
+
+fn utf8<'a>(bytes: &'a [u8], field: &'static str) -> Result<&'a str, DecodeError> {
+    std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8(field))
+}
+
+fn utf8_opt<'a>(
+    bytes: &'a Option<Bytes>,
+    field: &'static str,
+) -> Result<Option<&'a str>, DecodeError> {
+    bytes.as_deref().map(|b| utf8(b, field)).transpose()
+}
+
+/// Checks a decoded view: every string the exporter reads is UTF-8, the
+/// event type is known, and the event it names is present with the fields
+/// translation needs.
 ///
 /// prost fills a missing proto2 `required` scalar with its default, so absence
 /// shows as an empty name or application id; those are rejected here rather
-/// than turned into nameless series.
-pub fn decode(frame: &[u8]) -> Result<Envelope, DecodeError> {
-    let envelope = Envelope::decode(frame)?;
-    validate(&envelope)?;
-    Ok(envelope)
+/// than turned into nameless series. The payloads of events the exporter does
+/// not translate (HTTP, log, error) are only checked for presence.
+pub fn validate(e: &view::Envelope) -> Result<EnvelopeRef<'_>, DecodeError> {
+    let origin = utf8(&e.origin, "origin")?;
+    let deployment = utf8_opt(&e.deployment, "deployment")?;
+    let job = utf8_opt(&e.job, "job")?;
+    let index = utf8_opt(&e.index, "index")?;
+    let ip = utf8_opt(&e.ip, "ip")?;
+    let mut tags = Vec::with_capacity(e.tags.len());
+    for tag in &e.tags {
+        let key = utf8(tag.key.as_deref().unwrap_or_default(), "tag key")?;
+        let value = utf8(tag.value.as_deref().unwrap_or_default(), "tag value")?;
+        tags.push((key, value));
+    }
+    // Sorted by key, wire order kept among equal keys; then the last wins.
+    tags.sort_by(|a: &(&str, &str), b| a.0.cmp(b.0));
+    tags.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same {
+            earlier.1 = later.1;
+        }
+        same
+    });
+    let value_metric = match &e.value_metric {
+        Some(m) => Some((
+            utf8(&m.name, "valueMetric.name")?,
+            m.value,
+            utf8(&m.unit, "valueMetric.unit")?,
+        )),
+        None => None,
+    };
+    let counter_name = e
+        .counter_event
+        .as_ref()
+        .map(|c| utf8(&c.name, "counterEvent.name"))
+        .transpose()?;
+    let application_id = e
+        .container_metric
+        .as_ref()
+        .map(|c| utf8(&c.application_id, "containerMetric.applicationId"))
+        .transpose()?;
+
+    let event = EventType::try_from(e.event_type)
+        .map_err(|_| DecodeError::UnknownEventType(e.event_type))?;
+    let missing = |field| DecodeError::MissingField { event, field };
+    let payload = match event {
+        EventType::ValueMetric => match value_metric {
+            None => return Err(missing("valueMetric")),
+            Some(("", _, _)) => return Err(missing("valueMetric.name")),
+            Some((name, value, unit)) => Payload::Value { name, value, unit },
+        },
+        EventType::CounterEvent => match (&e.counter_event, counter_name) {
+            (Some(_), Some("")) => return Err(missing("counterEvent.name")),
+            (Some(c), Some(name)) => Payload::Counter {
+                name,
+                delta: c.delta,
+                total: c.total,
+            },
+            _ => return Err(missing("counterEvent")),
+        },
+        EventType::ContainerMetric => match (&e.container_metric, application_id) {
+            (Some(_), Some("")) => return Err(missing("containerMetric.applicationId")),
+            (Some(c), Some(application_id)) => Payload::Container {
+                application_id,
+                instance_index: c.instance_index,
+                cpu_percentage: c.cpu_percentage,
+                memory_bytes: c.memory_bytes,
+                disk_bytes: c.disk_bytes,
+                memory_bytes_quota: c.memory_bytes_quota,
+                disk_bytes_quota: c.disk_bytes_quota,
+            },
+            _ => return Err(missing("containerMetric")),
+        },
+        EventType::HttpStartStop if e.http_start_stop.is_none() => {
+            return Err(missing("httpStartStop"));
+        }
+        EventType::LogMessage if e.log_message.is_none() => return Err(missing("logMessage")),
+        EventType::Error if e.error.is_none() => return Err(missing("error")),
+        EventType::HttpStartStop | EventType::LogMessage | EventType::Error => Payload::Other,
+    };
+    Ok(EnvelopeRef {
+        origin,
+        event_type: event,
+        deployment,
+        job,
+        index,
+        ip,
+        tags,
+        payload,
+    })
 }
 
-fn validate(envelope: &Envelope) -> Result<(), DecodeError> {
-    let event = EventType::try_from(envelope.event_type)
-        .map_err(|_| DecodeError::UnknownEventType(envelope.event_type))?;
-    let missing = |field| Err(DecodeError::MissingField { event, field });
-    match event {
-        EventType::ValueMetric => match &envelope.value_metric {
-            None => missing("valueMetric"),
-            Some(m) if m.name.is_empty() => missing("valueMetric.name"),
-            Some(_) => Ok(()),
-        },
-        EventType::CounterEvent => match &envelope.counter_event {
-            None => missing("counterEvent"),
-            Some(c) if c.name.is_empty() => missing("counterEvent.name"),
-            Some(_) => Ok(()),
-        },
-        EventType::ContainerMetric => match &envelope.container_metric {
-            None => missing("containerMetric"),
-            Some(c) if c.application_id.is_empty() => missing("containerMetric.applicationId"),
-            Some(_) => Ok(()),
-        },
-        EventType::HttpStartStop => match envelope.http_start_stop {
-            None => missing("httpStartStop"),
-            Some(_) => Ok(()),
-        },
-        EventType::LogMessage => match envelope.log_message {
-            None => missing("logMessage"),
-            Some(_) => Ok(()),
-        },
-        EventType::Error => match envelope.error {
-            None => missing("error"),
-            Some(_) => Ok(()),
-        },
+/// Decodes and checks one frame by the rules of [`validate`], as an owned
+/// envelope. The payloads of events the exporter does not translate are
+/// decoded as far as they go, and left empty where they do not.
+pub fn decode(frame: &[u8]) -> Result<Envelope, DecodeError> {
+    let raw = decode_view(&Bytes::copy_from_slice(frame))?;
+    let e = validate(&raw)?;
+    let owned = |s: Option<&str>| s.map(str::to_owned);
+    let mut envelope = Envelope {
+        origin: e.origin.to_owned(),
+        event_type: e.event_type as i32,
+        timestamp: raw.timestamp,
+        deployment: owned(e.deployment),
+        job: owned(e.job),
+        index: owned(e.index),
+        ip: owned(e.ip),
+        tags: e
+            .tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    match e.payload {
+        Payload::Value { name, value, unit } => {
+            envelope.value_metric = Some(ValueMetric {
+                name: name.into(),
+                value,
+                unit: unit.into(),
+            })
+        }
+        Payload::Counter { name, delta, total } => {
+            envelope.counter_event = Some(CounterEvent {
+                name: name.into(),
+                delta,
+                total,
+            })
+        }
+        Payload::Container {
+            application_id,
+            instance_index,
+            cpu_percentage,
+            memory_bytes,
+            disk_bytes,
+            memory_bytes_quota,
+            disk_bytes_quota,
+        } => {
+            envelope.container_metric = Some(ContainerMetric {
+                application_id: application_id.into(),
+                instance_index,
+                cpu_percentage,
+                memory_bytes,
+                disk_bytes,
+                memory_bytes_quota,
+                disk_bytes_quota,
+            })
+        }
+        Payload::Other => {
+            envelope.http_start_stop = raw
+                .http_start_stop
+                .map(|b| events::HttpStartStop::decode(b).unwrap_or_default());
+            envelope.log_message = raw
+                .log_message
+                .map(|b| events::LogMessage::decode(b).unwrap_or_default());
+            envelope.error = raw
+                .error
+                .map(|b| events::Error::decode(b).unwrap_or_default());
+        }
     }
+    Ok(envelope)
 }
 
 /// The names of the event types this version knows, for labels and filters.
@@ -132,6 +369,7 @@ pub(crate) mod vectors {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vectors::{COUNTER_EVENT as COUNTER_EVENT_VECTOR, bytes};
 
     #[test]
     fn decodes_value_metric_vector() {
@@ -231,6 +469,56 @@ mod tests {
                 field: "counterEvent.name"
             })
         );
+    }
+
+    #[test]
+    fn the_view_reads_every_envelope_of_the_workload_as_prost_wrote_it() {
+        let mut workload = crate::sim::workload::Workload::new(&crate::config::WorkloadArgs {
+            rate: 0,
+            cells: 3,
+            apps: 20,
+            seed: 7,
+        });
+        for _ in 0..workload.round_len() * 2 {
+            let envelope = workload.next_envelope();
+            let frame = envelope.encode_to_vec();
+            assert_eq!(decode(&frame).as_ref(), Ok(&envelope), "{envelope:?}");
+        }
+    }
+
+    #[test]
+    fn repeated_tag_keys_keep_the_last_value_as_a_map_does() {
+        // Two entries for "a" and one for "b", in wire order b, a=1, a=2.
+        let entry = |k: &str, v: &str| {
+            let mut entry = vec![0x0a, k.len() as u8];
+            entry.extend_from_slice(k.as_bytes());
+            entry.extend_from_slice(&[0x12, v.len() as u8]);
+            entry.extend_from_slice(v.as_bytes());
+            let mut field = vec![0x8a, 0x01, entry.len() as u8];
+            field.extend(entry);
+            field
+        };
+        let mut frame = bytes(COUNTER_EVENT_VECTOR);
+        for (k, v) in [("b", "x"), ("a", "1"), ("a", "2")] {
+            frame.extend(entry(k, v));
+        }
+        let e = decode(&frame).unwrap();
+        assert_eq!(e.tags.len(), 2);
+        assert_eq!(e.tags["a"], "2");
+        let raw = decode_view(&Bytes::from(frame)).unwrap();
+        let checked = validate(&raw).unwrap();
+        assert_eq!(checked.tags, vec![("a", "2"), ("b", "x")]);
+        assert_eq!(checked.tag("b"), Some("x"));
+        assert_eq!(checked.tag("c"), None);
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_string_that_is_read_is_malformed() {
+        let mut frame = bytes(COUNTER_EVENT_VECTOR);
+        frame.extend_from_slice(&[0x8a, 0x01, 0x07, 0x0a, 0x01, b'k', 0x12, 0x02, 0xc3, 0x28]);
+        let err = decode(&frame).unwrap_err();
+        assert_eq!(err, DecodeError::InvalidUtf8("tag value"));
+        assert_eq!(err.reason(), "malformed");
     }
 
     #[test]

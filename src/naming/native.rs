@@ -4,8 +4,10 @@
 
 use std::borrow::Cow;
 
+use prost::Message;
+
 use super::{LabelSet, MetricKind, SeriesUpdate, Update, Value};
-use crate::envelope::Envelope;
+use crate::envelope::{self, Envelope, EnvelopeRef, Payload};
 
 /// Translates envelopes under the native scheme.
 #[derive(Debug, Clone, Default)]
@@ -30,127 +32,139 @@ impl NativeScheme {
         self
     }
 
-    /// Appends the updates `envelope` yields to `out`, as owned copies.
-    /// Returns how many were appended.
+    /// Appends the updates an owned envelope yields to `out`, as owned
+    /// copies, by way of its wire form: for tools and tests. An envelope
+    /// that would be rejected on the wire yields nothing. Returns how many
+    /// updates were appended.
     pub fn translate(&self, envelope: &Envelope, out: &mut Vec<SeriesUpdate>) -> usize {
         let before = out.len();
-        self.translate_each(envelope, |update| out.push(update.to_owned()));
+        let frame = bytes::Bytes::from(envelope.encode_to_vec());
+        if let Ok(raw) = envelope::decode_view(&frame)
+            && let Ok(checked) = envelope::validate(&raw)
+        {
+            self.translate_each(&checked, |update| out.push(update.to_owned()));
+        }
         out.len() - before
     }
 
     /// Calls `apply` with each update `envelope` yields, borrowing from the
     /// envelope. Envelopes that carry no metric (logs, HTTP events, errors)
     /// yield nothing. The label set is built and hashed once per envelope.
-    pub fn translate_each(&self, envelope: &Envelope, mut apply: impl FnMut(Update<'_>)) {
-        if let Some(m) = &envelope.value_metric {
-            let Some(family) = sanitize_metric_name(&m.name) else {
-                return;
-            };
-            let mut labels = self.base_labels(envelope);
-            push_set(&mut labels, "unit", &m.unit);
-            self.add_tags(&mut labels, envelope);
-            let labels = LabelSet::from_sorted(labels);
-            apply(Update {
-                family: &family,
-                kind: MetricKind::Gauge,
-                original: &m.name,
-                labels: &labels,
-                value: Value::Set(m.value),
-            });
-        } else if let Some(c) = &envelope.counter_event {
-            let Some(family) = sanitize_metric_name(&c.name) else {
-                return;
-            };
-            let family = match family.strip_suffix("_total") {
-                Some(stem) if !stem.is_empty() => stem,
-                _ => &family,
-            };
-            let mut labels = self.base_labels(envelope);
-            self.add_tags(&mut labels, envelope);
-            let labels = LabelSet::from_sorted(labels);
-            let value = match c.total {
-                Some(total) => Value::Set(total as f64),
-                None => Value::Add(c.delta as f64),
-            };
-            apply(Update {
-                family,
-                kind: MetricKind::Counter,
-                original: &c.name,
-                labels: &labels,
-                value,
-            });
-        } else if let Some(c) = &envelope.container_metric {
-            let mut labels = self.base_labels(envelope);
-            // Diego puts source_id and instance_id in the tags; older platforms
-            // only fill the ContainerMetric fields.
-            if !envelope.tags.contains_key("source_id") {
-                push_set(&mut labels, "source_id", &c.application_id);
-            }
-            if !envelope.tags.contains_key("instance_id") {
-                labels.push((
-                    Cow::Borrowed("instance_id"),
-                    Cow::Owned(c.instance_index.to_string()),
-                ));
-            }
-            let mut cpu_labels = labels.clone();
-            push_set(&mut cpu_labels, "unit", "percentage");
-            self.add_tags(&mut cpu_labels, envelope);
-            let cpu_labels = LabelSet::from_sorted(cpu_labels);
-            push_set(&mut labels, "unit", "bytes");
-            self.add_tags(&mut labels, envelope);
-            let labels = LabelSet::from_sorted(labels);
-            let gauges = [
-                (
-                    "cpu",
-                    "containerMetric.cpuPercentage",
-                    Some(c.cpu_percentage),
-                ),
-                (
-                    "memory",
-                    "containerMetric.memoryBytes",
-                    Some(c.memory_bytes as f64),
-                ),
-                (
-                    "disk",
-                    "containerMetric.diskBytes",
-                    Some(c.disk_bytes as f64),
-                ),
-                (
-                    "memory_quota",
-                    "containerMetric.memoryBytesQuota",
-                    c.memory_bytes_quota.map(|q| q as f64),
-                ),
-                (
-                    "disk_quota",
-                    "containerMetric.diskBytesQuota",
-                    c.disk_bytes_quota.map(|q| q as f64),
-                ),
-            ];
-            for (family, original, value) in gauges {
-                let Some(value) = value else { continue };
+    pub fn translate_each(&self, envelope: &EnvelopeRef<'_>, mut apply: impl FnMut(Update<'_>)) {
+        match envelope.payload {
+            Payload::Value { name, value, unit } => {
+                let Some(family) = sanitize_metric_name(name) else {
+                    return;
+                };
+                let mut labels = self.base_labels(envelope);
+                push_set(&mut labels, "unit", unit);
+                self.add_tags(&mut labels, envelope);
+                let labels = LabelSet::from_sorted(labels);
                 apply(Update {
-                    family,
+                    family: &family,
                     kind: MetricKind::Gauge,
-                    original,
-                    labels: if family == "cpu" {
-                        &cpu_labels
-                    } else {
-                        &labels
-                    },
+                    original: name,
+                    labels: &labels,
                     value: Value::Set(value),
                 });
             }
+            Payload::Counter { name, delta, total } => {
+                let Some(family) = sanitize_metric_name(name) else {
+                    return;
+                };
+                let family = match family.strip_suffix("_total") {
+                    Some(stem) if !stem.is_empty() => stem,
+                    _ => &family,
+                };
+                let mut labels = self.base_labels(envelope);
+                self.add_tags(&mut labels, envelope);
+                let labels = LabelSet::from_sorted(labels);
+                let value = match total {
+                    Some(total) => Value::Set(total as f64),
+                    None => Value::Add(delta as f64),
+                };
+                apply(Update {
+                    family,
+                    kind: MetricKind::Counter,
+                    original: name,
+                    labels: &labels,
+                    value,
+                });
+            }
+            Payload::Container {
+                application_id,
+                instance_index,
+                cpu_percentage,
+                memory_bytes,
+                disk_bytes,
+                memory_bytes_quota,
+                disk_bytes_quota,
+            } => {
+                let mut labels = self.base_labels(envelope);
+                // Diego puts source_id and instance_id in the tags; older platforms
+                // only fill the ContainerMetric fields.
+                if envelope.tag("source_id").is_none() {
+                    push_set(&mut labels, "source_id", application_id);
+                }
+                if envelope.tag("instance_id").is_none() {
+                    labels.push((
+                        Cow::Borrowed("instance_id"),
+                        Cow::Owned(instance_index.to_string()),
+                    ));
+                }
+                let mut cpu_labels = labels.clone();
+                push_set(&mut cpu_labels, "unit", "percentage");
+                self.add_tags(&mut cpu_labels, envelope);
+                let cpu_labels = LabelSet::from_sorted(cpu_labels);
+                push_set(&mut labels, "unit", "bytes");
+                self.add_tags(&mut labels, envelope);
+                let labels = LabelSet::from_sorted(labels);
+                let gauges = [
+                    ("cpu", "containerMetric.cpuPercentage", Some(cpu_percentage)),
+                    (
+                        "memory",
+                        "containerMetric.memoryBytes",
+                        Some(memory_bytes as f64),
+                    ),
+                    ("disk", "containerMetric.diskBytes", Some(disk_bytes as f64)),
+                    (
+                        "memory_quota",
+                        "containerMetric.memoryBytesQuota",
+                        memory_bytes_quota.map(|q| q as f64),
+                    ),
+                    (
+                        "disk_quota",
+                        "containerMetric.diskBytesQuota",
+                        disk_bytes_quota.map(|q| q as f64),
+                    ),
+                ];
+                for (family, original, value) in gauges {
+                    let Some(value) = value else { continue };
+                    apply(Update {
+                        family,
+                        kind: MetricKind::Gauge,
+                        original,
+                        labels: if family == "cpu" {
+                            &cpu_labels
+                        } else {
+                            &labels
+                        },
+                        value: Value::Set(value),
+                    });
+                }
+            }
+            Payload::Other => {}
         }
     }
 
-    fn base_labels<'a>(&'a self, e: &'a Envelope) -> Pairs<'a> {
+    fn base_labels<'a>(&'a self, e: &EnvelopeRef<'a>) -> Pairs<'a> {
         let mut labels = Pairs::with_capacity(8 + e.tags.len());
-        push_set(&mut labels, "origin", &e.origin);
+        push_set(&mut labels, "origin", e.origin);
         let fields = [
-            ("bosh_deployment", &e.deployment),
-            ("bosh_job_name", &e.job),
-            ("bosh_job_id", &e.index),
-            ("bosh_job_ip", &e.ip),
+            ("bosh_deployment", e.deployment),
+            ("bosh_job_name", e.job),
+            ("bosh_job_id", e.index),
+            ("bosh_job_ip", e.ip),
         ];
         for (name, value) in fields {
             if let Some(value) = value {
@@ -179,21 +193,20 @@ impl NativeScheme {
     /// key order so that collisions resolve the same way every time: a key that is
     /// already present (set by the exporter, or produced by an earlier tag that
     /// sanitizes the same way) gets `exported_` in front until it is unique.
-    fn add_tags<'a>(&self, labels: &mut Pairs<'a>, e: &'a Envelope) {
-        let mut tags: Vec<(&'a String, &'a String)> = e
+    fn add_tags<'a>(&self, labels: &mut Pairs<'a>, e: &EnvelopeRef<'a>) {
+        // Already sorted by key and one per key.
+        let tags = e
             .tags
             .iter()
-            .filter(|(k, v)| !v.is_empty() && !self.drop_tags.contains(*k))
-            .collect();
-        tags.sort_unstable();
-        for (key, value) in tags {
+            .filter(|(k, v)| !v.is_empty() && !self.drop_tags.contains(*k));
+        for &(key, value) in tags {
             let Some(mut name) = sanitize_label_name(key) else {
                 continue;
             };
             while name.starts_with("__") || labels.iter().any(|(n, _)| *n == name) {
                 name = Cow::Owned(format!("exported_{name}"));
             }
-            labels.push((name, Cow::Borrowed(value.as_str())));
+            labels.push((name, Cow::Borrowed(value)));
         }
         labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     }
