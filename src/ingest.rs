@@ -11,7 +11,7 @@ use crate::envelope::{self, DecodeError};
 use crate::filter::Filters;
 use crate::naming::native::NativeScheme;
 use crate::source::FrameReceiver;
-use crate::store::SeriesStore;
+use crate::store::{FamilyCache, SeriesStore};
 use crate::telemetry::Telemetry;
 
 /// Counters looked up once, not per envelope.
@@ -46,6 +46,7 @@ pub struct Ingest {
     telemetry: Telemetry,
     counters: Counters,
     filters: Filters,
+    families: FamilyCache,
 }
 
 impl Ingest {
@@ -58,6 +59,7 @@ impl Ingest {
             telemetry,
             counters,
             filters: Filters::default(),
+            families: FamilyCache::default(),
         }
     }
 
@@ -106,7 +108,7 @@ impl Ingest {
             self.telemetry.envelopes_filtered.inc();
             return;
         }
-        let (filters, store) = (&self.filters, &self.store);
+        let (filters, store, families) = (&self.filters, &self.store, &mut self.families);
         let (mut yielded, mut kept) = (0, 0);
         self.scheme.translate_each(&envelope, |update| {
             yielded += 1;
@@ -114,7 +116,7 @@ impl Ingest {
                 return;
             }
             kept += 1;
-            store.apply_update(&update, now);
+            store.apply_cached(&update, now, families);
         });
         if yielded > 0 && kept == 0 {
             self.telemetry.envelopes_filtered.inc();

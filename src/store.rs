@@ -27,6 +27,17 @@ pub type StoredLabels = Arc<[(Arc<str>, Arc<str>)]>;
 /// hundred pointers, even at a million series.
 const SHARDS: usize = 4096;
 
+/// Families a [`FamilyCache`] remembers before it starts over.
+const FAMILY_CACHE_MAX: usize = 100_000;
+
+/// One ingestion task's memory of the family registry: which names are
+/// families of which kind. Emptied whenever the store forgets families.
+#[derive(Debug, Default, Clone)]
+pub struct FamilyCache {
+    generation: u64,
+    kinds: HashMap<Box<str>, MetricKind, foldhash::fast::RandomState>,
+}
+
 /// Conflicting names remembered so that each is logged once; beyond this
 /// many, conflicts are still counted but no longer logged.
 const CONFLICTS_LOGGED_MAX: usize = 10_000;
@@ -60,6 +71,14 @@ struct Series {
 }
 
 impl Series {
+    fn set(&mut self, value: Value, now: Instant) {
+        self.value = match value {
+            Value::Set(v) => v,
+            Value::Add(d) => self.value + d,
+        };
+        self.updated = now;
+    }
+
     fn is(&self, family: &str, labels: &LabelSet<'_>) -> bool {
         *self.family == *family
             && self.labels.len() == labels.len()
@@ -162,6 +181,8 @@ pub struct SeriesStore {
     /// Names already reported as conflicting, so each is logged once.
     conflicts_logged: DashMap<String, ()>,
     len: AtomicUsize,
+    /// Bumped each time families are forgotten, to empty the tasks' caches.
+    generation: std::sync::atomic::AtomicU64,
     max_series: usize,
     cap_logged: AtomicBool,
     expiration: Duration,
@@ -179,6 +200,7 @@ impl SeriesStore {
             family_creation: Mutex::new(()),
             conflicts_logged: DashMap::new(),
             len: AtomicUsize::new(0),
+            generation: std::sync::atomic::AtomicU64::new(0),
             max_series: usize::MAX,
             cap_logged: AtomicBool::new(false),
             expiration,
@@ -249,22 +271,53 @@ impl SeriesStore {
         )
     }
 
-    /// Applies one update at time `now`. Updating an existing series
-    /// allocates nothing.
+    /// Applies one update at time `now`.
     pub fn apply_update(&self, update: &Update<'_>, now: Instant) -> Applied {
+        self.apply_cached(update, now, &mut FamilyCache::default())
+    }
+
+    /// Applies one update at time `now`, checking its family against the
+    /// caller's own cache of the registry: updating an existing series
+    /// allocates nothing and touches no memory that other ingestion tasks
+    /// write, but the series' shard.
+    pub fn apply_cached(
+        &self,
+        update: &Update<'_>,
+        now: Instant,
+        cache: &mut FamilyCache,
+    ) -> Applied {
+        let generation = self.generation.load(Ordering::Acquire);
+        if cache.generation != generation || cache.kinds.len() >= FAMILY_CACHE_MAX {
+            cache.kinds.clear();
+            cache.generation = generation;
+        }
+        match cache.kinds.get(update.family) {
+            Some(kind) if *kind == update.kind => {}
+            _ => {
+                if self.family(update).is_none() {
+                    return Applied::Conflict;
+                }
+                cache.kinds.insert(update.family.into(), update.kind);
+            }
+        }
+        let key = series_key(update.family, update.labels);
+        if let Some(mut bucket) = self.series.get_mut(&key)
+            && let Some(series) = bucket.find_mut(update.family, update.labels)
+        {
+            series.set(update.value, now);
+            return Applied::Updated;
+        }
+        // A new series. The family's shared name is taken before the shard's
+        // lock, never under it: the sweeper takes them in that order.
         let Some(family) = self.family(update) else {
             return Applied::Conflict;
         };
-        let key = series_key(update.family, update.labels);
         match self.series.entry(key) {
             dashmap::Entry::Occupied(mut entry) => {
                 let bucket = entry.get_mut();
+                // Another task may have created it meanwhile.
                 if let Some(series) = bucket.find_mut(update.family, update.labels) {
-                    series.value = match update.value {
-                        Value::Set(v) => v,
-                        Value::Add(d) => series.value + d,
-                    };
-                    series.updated = now;
+                    series.set(update.value, now);
                     return Applied::Updated;
                 }
                 if !self.reserve() {
@@ -442,6 +495,7 @@ impl SeriesStore {
             }
         }
         self.families.retain(|name, _| live.contains(name));
+        self.generation.fetch_add(1, Ordering::Release);
         // Held by the table alone: no series uses it any more. Label sets
         // first, as they hold strings.
         self.label_sets.retain(|_, sets| {
@@ -621,6 +675,46 @@ mod tests {
                 ("foo".to_string(), MetricKind::Counter),
                 ("x".to_string(), MetricKind::Gauge)
             ]
+        );
+    }
+
+    #[test]
+    fn a_task_cache_follows_families_being_forgotten_and_kinds_are_still_checked() {
+        let t = Telemetry::new();
+        let s = SeriesStore::new(Duration::from_secs(60), t.clone());
+        let mut cache = FamilyCache::default();
+        let now = Instant::now();
+        let apply = |s: &SeriesStore, cache: &mut FamilyCache, u: SeriesUpdate, at| {
+            let labels = LabelSet::from_labels(&u.labels);
+            let update = Update {
+                family: &u.family,
+                kind: u.kind,
+                original: &u.original,
+                labels: &labels,
+                value: u.value,
+            };
+            s.apply_cached(&update, at, cache)
+        };
+        assert_eq!(
+            apply(&s, &mut cache, gauge("x", &[], 1.0), now),
+            Applied::Created
+        );
+        assert_eq!(
+            apply(&s, &mut cache, gauge("x", &[], 2.0), now),
+            Applied::Updated
+        );
+        let counter = || update("x", MetricKind::Counter, &[], Value::Set(5.0));
+        assert_eq!(apply(&s, &mut cache, counter(), now), Applied::Conflict);
+        assert_eq!(t.series_rejected("conflict").get(), 1);
+        // Once the gauge has expired and its family is forgotten, the name is free.
+        s.sweep(now + Duration::from_secs(61));
+        assert_eq!(s.families(), 0);
+        let later = now + Duration::from_secs(62);
+        assert_eq!(apply(&s, &mut cache, counter(), later), Applied::Created);
+        let snap = s.snapshot();
+        assert_eq!(
+            (snap[0].name.as_ref(), snap[0].kind),
+            ("x", MetricKind::Counter)
         );
     }
 
