@@ -522,7 +522,9 @@ impl SeriesStore {
 
     /// Copies every family with at least one series, families sorted by name
     /// and series by labels. Each shard is locked only while its entries'
-    /// pointers are copied; grouping and sorting happen after.
+    /// pointers are copied; grouping and sorting happen after. Every series
+    /// is copied whole, but the copy is not one instant across shards: an
+    /// update that lands while the copy runs may show without an earlier one.
     pub fn snapshot(&self) -> Vec<FamilySnapshot> {
         let mut copied: Vec<(Arc<str>, StoredLabels, f64)> = Vec::with_capacity(self.len());
         for bucket in self.series.iter() {

@@ -118,13 +118,21 @@ impl Harness {
         (body, parsed)
     }
 
-    /// Scrapes until `done` holds, for at most [`PATIENCE`].
+    /// Scrapes until `done` holds, for at most [`PATIENCE`], and returns a
+    /// scrape taken after it held. A scrape copies the store shard by
+    /// shard, so one body can show a later update without an earlier one in
+    /// a shard it had already copied; a scrape that starts afterwards shows
+    /// everything stored before the update that made `done` hold.
     pub async fn scrape_until(
         &self,
         what: &str,
         done: impl Fn(&Exposition) -> bool,
     ) -> (String, Exposition) {
         eventually(what, || async {
+            let (_, first) = self.scrape().await;
+            if !done(&first) {
+                return None;
+            }
             let (body, parsed) = self.scrape().await;
             done(&parsed).then_some((body, parsed))
         })
