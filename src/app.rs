@@ -102,7 +102,7 @@ pub struct Exporter {
     pub store: Arc<SeriesStore>,
     /// The self metrics.
     pub telemetry: Telemetry,
-    /// The source's state.
+    /// The combined state of the connections.
     pub stream: watch::Receiver<StreamState>,
     http: Arc<AppState>,
     shutdown: CancellationToken,

@@ -20,7 +20,49 @@ use crate::naming::{LabelSet, MetricKind, SeriesUpdate, Update, Value, hash_fami
 use crate::telemetry::{PREFIX, Telemetry};
 
 /// A stored label set: interned names and values, sorted by name.
-pub type StoredLabels = Arc<[(Arc<str>, Arc<str>)]>;
+pub type StoredLabels = Arc<[(Text, Text)]>;
+
+/// An interned string behind a thin pointer, so that a label takes 16 bytes
+/// in a stored set instead of 32. Compares, orders and hashes as its text.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Text(Arc<Box<str>>);
+
+impl Text {
+    fn new(text: &str) -> Self {
+        Self(Arc::new(Box::from(text)))
+    }
+
+    /// Whether only the interning table still holds it.
+    fn unused(&self) -> bool {
+        Arc::strong_count(&self.0) == 1
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Text {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self.0, f)
+    }
+}
 
 /// Shards of the series map. Ingestion and scrapes contend per shard; with
 /// many small shards a scrape holds each lock only while it copies a few
@@ -171,7 +213,7 @@ pub struct SeriesStore {
     series: DashMap<u64, Bucket, BuildHasherDefault<KeyHasher>>,
     families: DashMap<Arc<str>, FamilyMeta, foldhash::fast::RandomState>,
     /// Label names and values, shared by the series that carry them.
-    strings: DashSet<Arc<str>, foldhash::fast::RandomState>,
+    strings: DashSet<Text, foldhash::fast::RandomState>,
     /// Label sets by hash, shared by the series that carry them (the five
     /// gauges of a container, say).
     label_sets: DashMap<u64, Vec<StoredLabels>, BuildHasherDefault<KeyHasher>>,
@@ -370,11 +412,11 @@ impl SeriesStore {
         stored
     }
 
-    fn intern(&self, text: &str) -> Arc<str> {
+    fn intern(&self, text: &str) -> Text {
         if let Some(shared) = self.strings.get(text) {
             return shared.clone();
         }
-        let shared: Arc<str> = Arc::from(text);
+        let shared = Text::new(text);
         self.strings.insert(shared.clone());
         shared
     }
@@ -502,7 +544,7 @@ impl SeriesStore {
             sets.retain(|set| Arc::strong_count(set) > 1);
             !sets.is_empty()
         });
-        self.strings.retain(|text| Arc::strong_count(text) > 1);
+        self.strings.retain(|text| !text.unused());
     }
 
     /// Runs [`SeriesStore::sweep`] periodically until the task is dropped.
