@@ -104,16 +104,18 @@ impl Hasher for KeyHasher {
     }
 }
 
+/// One series: 40 bytes besides its shared family name and label set.
 #[derive(Debug, Clone)]
 struct Series {
-    family: Arc<str>,
+    family: Text,
     labels: StoredLabels,
     value: f64,
-    updated: Instant,
+    /// Whole seconds since the store's epoch: expiry needs no finer time.
+    updated: u32,
 }
 
 impl Series {
-    fn set(&mut self, value: Value, now: Instant) {
+    fn set(&mut self, value: Value, now: u32) {
         self.value = match value {
             Value::Set(v) => v,
             Value::Add(d) => self.value + d,
@@ -129,6 +131,22 @@ impl Series {
                 .iter()
                 .zip(labels.iter())
                 .all(|((k, v), (k2, v2))| **k == *k2 && **v == *v2)
+    }
+}
+
+/// The stored label sets that share one hash: almost always one.
+#[derive(Debug, Clone)]
+enum LabelSets {
+    One(StoredLabels),
+    Many(Vec<StoredLabels>),
+}
+
+impl LabelSets {
+    fn all(&self) -> &[StoredLabels] {
+        match self {
+            LabelSets::One(set) => std::slice::from_ref(set),
+            LabelSets::Many(all) => all,
+        }
     }
 }
 
@@ -176,6 +194,8 @@ impl Bucket {
 #[derive(Debug, Clone)]
 struct FamilyMeta {
     name: Arc<str>,
+    /// The name as the family's series hold it.
+    text: Text,
     kind: MetricKind,
     help: Arc<str>,
 }
@@ -216,7 +236,9 @@ pub struct SeriesStore {
     strings: DashSet<Text, foldhash::fast::RandomState>,
     /// Label sets by hash, shared by the series that carry them (the five
     /// gauges of a container, say).
-    label_sets: DashMap<u64, Vec<StoredLabels>, BuildHasherDefault<KeyHasher>>,
+    label_sets: DashMap<u64, LabelSets, BuildHasherDefault<KeyHasher>>,
+    /// The instant from which series count their last update, in seconds.
+    epoch: Instant,
     /// Serialises the creation of families so that the clash check and the
     /// insert are one step.
     family_creation: Mutex<()>,
@@ -239,6 +261,7 @@ impl SeriesStore {
             families: DashMap::default(),
             strings: DashSet::default(),
             label_sets: DashMap::default(),
+            epoch: Instant::now(),
             family_creation: Mutex::new(()),
             conflicts_logged: DashMap::new(),
             len: AtomicUsize::new(0),
@@ -342,6 +365,7 @@ impl SeriesStore {
                 cache.kinds.insert(update.family.into(), update.kind);
             }
         }
+        let now = self.seconds(now);
         let key = series_key(update.family, update.labels);
         if let Some(mut bucket) = self.series.get_mut(&key)
             && let Some(series) = bucket.find_mut(update.family, update.labels)
@@ -378,7 +402,12 @@ impl SeriesStore {
         Applied::Created
     }
 
-    fn new_series(&self, family: Arc<str>, update: &Update<'_>, now: Instant) -> Series {
+    /// `at` in whole seconds since the epoch.
+    fn seconds(&self, at: Instant) -> u32 {
+        u32::try_from(at.saturating_duration_since(self.epoch).as_secs()).unwrap_or(u32::MAX)
+    }
+
+    fn new_series(&self, family: Text, update: &Update<'_>, now: u32) -> Series {
         let labels = self.intern_labels(update.labels);
         let value = match update.value {
             Value::Set(v) | Value::Add(v) => v,
@@ -400,16 +429,34 @@ impl SeriesStore {
                     .zip(labels.iter())
                     .all(|((k, v), (k2, v2))| **k == *k2 && **v == *v2)
         };
-        let mut sets = self.label_sets.entry(labels.hash_value()).or_default();
-        if let Some(stored) = sets.iter().find(|s| same(s)) {
-            return stored.clone();
+        let store = |sets: Option<&mut LabelSets>| {
+            let stored: StoredLabels = labels
+                .iter()
+                .map(|(k, v)| (self.intern(k), self.intern(v)))
+                .collect();
+            match sets {
+                Some(LabelSets::Many(all)) => all.push(stored.clone()),
+                Some(sets @ LabelSets::One(_)) => {
+                    let first = sets.all()[0].clone();
+                    *sets = LabelSets::Many(vec![first, stored.clone()]);
+                }
+                None => {}
+            }
+            stored
+        };
+        match self.label_sets.entry(labels.hash_value()) {
+            dashmap::Entry::Occupied(mut entry) => {
+                if let Some(stored) = entry.get().all().iter().find(|s| same(s)) {
+                    return stored.clone();
+                }
+                store(Some(entry.get_mut()))
+            }
+            dashmap::Entry::Vacant(entry) => {
+                let stored = store(None);
+                entry.insert(LabelSets::One(stored.clone()));
+                stored
+            }
         }
-        let stored: StoredLabels = labels
-            .iter()
-            .map(|(k, v)| (self.intern(k), self.intern(v)))
-            .collect();
-        sets.push(stored.clone());
-        stored
     }
 
     fn intern(&self, text: &str) -> Text {
@@ -423,10 +470,10 @@ impl SeriesStore {
 
     /// The registered family for an update, registering it if new; `None` when
     /// the name cannot be used without making the exposition invalid.
-    fn family(&self, update: &Update<'_>) -> Option<Arc<str>> {
+    fn family(&self, update: &Update<'_>) -> Option<Text> {
         if let Some(meta) = self.families.get(update.family) {
             if meta.kind == update.kind {
-                return Some(meta.name.clone());
+                return Some(meta.text.clone());
             }
             let reason = format!("it is already a {}", meta.kind.as_str());
             drop(meta);
@@ -439,7 +486,7 @@ impl SeriesStore {
             .unwrap_or_else(|e| e.into_inner());
         if let Some(meta) = self.families.get(update.family) {
             if meta.kind == update.kind {
-                return Some(meta.name.clone());
+                return Some(meta.text.clone());
             }
             drop(meta);
             self.conflict(update, "it is already another type");
@@ -450,13 +497,15 @@ impl SeriesStore {
             return None;
         }
         let name: Arc<str> = Arc::from(update.family);
+        let text = Text::new(update.family);
         let meta = FamilyMeta {
             name: name.clone(),
+            text: text.clone(),
             kind: update.kind,
             help: Arc::from(update.help()),
         };
-        self.families.insert(name.clone(), meta);
-        Some(name)
+        self.families.insert(name, meta);
+        Some(text)
     }
 
     /// Why a new family would clash with an existing one, if it would: a
@@ -500,11 +549,14 @@ impl SeriesStore {
     /// Removes series not updated within the expiration before `now`; returns
     /// how many were removed.
     pub fn sweep(&self, now: Instant) -> usize {
-        let expiration = self.expiration;
+        // Series keep their last update in whole seconds: they go once
+        // strictly more whole seconds than the expiration have passed.
+        let now = self.seconds(now);
+        let expiration = self.expiration.as_secs();
         let mut removed = 0;
         self.series.retain(|_, bucket| {
             bucket.retain(|series| {
-                let keep = now.saturating_duration_since(series.updated) < expiration;
+                let keep = u64::from(now.saturating_sub(series.updated)) <= expiration;
                 removed += usize::from(!keep);
                 keep
             })
@@ -528,7 +580,7 @@ impl SeriesStore {
             .family_creation
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let mut live: HashSet<Arc<str>> = HashSet::with_capacity(self.families.len());
+        let mut live: HashSet<Text> = HashSet::with_capacity(self.families.len());
         for bucket in self.series.iter() {
             for series in bucket.series() {
                 if !live.contains(&series.family) {
@@ -536,13 +588,16 @@ impl SeriesStore {
                 }
             }
         }
-        self.families.retain(|name, _| live.contains(name));
+        self.families.retain(|name, _| live.contains(&**name));
         self.generation.fetch_add(1, Ordering::Release);
         // Held by the table alone: no series uses it any more. Label sets
         // first, as they hold strings.
-        self.label_sets.retain(|_, sets| {
-            sets.retain(|set| Arc::strong_count(set) > 1);
-            !sets.is_empty()
+        self.label_sets.retain(|_, sets| match sets {
+            LabelSets::One(set) => Arc::strong_count(set) > 1,
+            LabelSets::Many(all) => {
+                all.retain(|set| Arc::strong_count(set) > 1);
+                !all.is_empty()
+            }
         });
         self.strings.retain(|text| !text.unused());
     }
@@ -568,23 +623,23 @@ impl SeriesStore {
     /// is copied whole, but the copy is not one instant across shards: an
     /// update that lands while the copy runs may show without an earlier one.
     pub fn snapshot(&self) -> Vec<FamilySnapshot> {
-        let mut copied: Vec<(Arc<str>, StoredLabels, f64)> = Vec::with_capacity(self.len());
+        let mut copied: Vec<(Text, StoredLabels, f64)> = Vec::with_capacity(self.len());
         for bucket in self.series.iter() {
             for series in bucket.series() {
                 copied.push((series.family.clone(), series.labels.clone(), series.value));
             }
         }
-        let mut grouped: HashMap<Arc<str>, Vec<(StoredLabels, f64)>> = HashMap::new();
+        let mut grouped: HashMap<Text, Vec<(StoredLabels, f64)>> = HashMap::new();
         for (family, labels, value) in copied {
             grouped.entry(family).or_default().push((labels, value));
         }
         let mut families: Vec<FamilySnapshot> = grouped
             .into_iter()
             .filter_map(|(name, mut series)| {
-                let meta = self.families.get(&name)?.clone();
+                let meta = self.families.get(&*name)?.clone();
                 series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
                 Some(FamilySnapshot {
-                    name,
+                    name: meta.name,
                     kind: meta.kind,
                     help: meta.help,
                     series,
