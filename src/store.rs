@@ -124,71 +124,76 @@ impl Series {
     }
 
     fn is(&self, family: &str, labels: &LabelSet<'_>) -> bool {
-        *self.family == *family
-            && self.labels.len() == labels.len()
-            && self
-                .labels
-                .iter()
-                .zip(labels.iter())
-                .all(|((k, v), (k2, v2))| **k == *k2 && **v == *v2)
+        *self.family == *family && same_labels(&self.labels, labels)
     }
 }
 
-/// The stored label sets that share one hash: almost always one.
+/// The things that share one hash in a table: almost always one, so one
+/// is kept without a vector.
 #[derive(Debug, Clone)]
-enum LabelSets {
-    One(StoredLabels),
-    Many(Vec<StoredLabels>),
+enum Chain<T> {
+    One(T),
+    Many(Vec<T>),
 }
 
-impl LabelSets {
-    fn all(&self) -> &[StoredLabels] {
+impl<T> Chain<T> {
+    fn as_slice(&self) -> &[T] {
         match self {
-            LabelSets::One(set) => std::slice::from_ref(set),
-            LabelSets::Many(all) => all,
-        }
-    }
-}
-
-/// The series that share one hash: almost always one.
-#[derive(Debug, Clone)]
-enum Bucket {
-    One(Series),
-    Many(Vec<Series>),
-}
-
-impl Bucket {
-    fn find_mut(&mut self, family: &str, labels: &LabelSet<'_>) -> Option<&mut Series> {
-        match self {
-            Bucket::One(series) => series.is(family, labels).then_some(series),
-            Bucket::Many(all) => all.iter_mut().find(|s| s.is(family, labels)),
+            Chain::One(item) => std::slice::from_ref(item),
+            Chain::Many(all) => all,
         }
     }
 
-    fn push(&mut self, series: Series) {
+    fn as_mut_slice(&mut self) -> &mut [T] {
         match self {
-            Bucket::One(first) => *self = Bucket::Many(vec![first.clone(), series]),
-            Bucket::Many(all) => all.push(series),
+            Chain::One(item) => std::slice::from_mut(item),
+            Chain::Many(all) => all,
         }
     }
 
-    fn series(&self) -> &[Series] {
-        match self {
-            Bucket::One(series) => std::slice::from_ref(series),
-            Bucket::Many(all) => all,
-        }
+    fn push(&mut self, item: T) {
+        *self = match std::mem::replace(self, Chain::Many(Vec::new())) {
+            Chain::One(first) => Chain::Many(vec![first, item]),
+            Chain::Many(mut all) => {
+                all.push(item);
+                Chain::Many(all)
+            }
+        };
     }
 
-    /// Keeps the series `keep` approves; true when some are left.
-    fn retain(&mut self, mut keep: impl FnMut(&Series) -> bool) -> bool {
+    /// Keeps the items `keep` approves; true when some are left.
+    fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) -> bool {
         match self {
-            Bucket::One(series) => keep(series),
-            Bucket::Many(all) => {
-                all.retain(|s| keep(s));
+            Chain::One(item) => keep(item),
+            Chain::Many(all) => {
+                all.retain(|item| keep(item));
                 !all.is_empty()
             }
         }
     }
+}
+
+/// The series that share one hash.
+type Bucket = Chain<Series>;
+
+/// The stored label sets that share one hash.
+type LabelSets = Chain<StoredLabels>;
+
+/// The series of `bucket` that `update` is for.
+fn find<'a>(bucket: &'a mut Bucket, update: &Update<'_>) -> Option<&'a mut Series> {
+    bucket
+        .as_mut_slice()
+        .iter_mut()
+        .find(|s| s.is(update.family, update.labels))
+}
+
+/// Whether a stored label set holds exactly the labels of `labels`.
+fn same_labels(stored: &[(Text, Text)], labels: &LabelSet<'_>) -> bool {
+    stored.len() == labels.len()
+        && stored
+            .iter()
+            .zip(labels.iter())
+            .all(|((k, v), (k2, v2))| **k == *k2 && **v == *v2)
 }
 
 #[derive(Debug, Clone)]
@@ -368,7 +373,7 @@ impl SeriesStore {
         let now = self.seconds(now);
         let key = series_key(update.family, update.labels);
         if let Some(mut bucket) = self.series.get_mut(&key)
-            && let Some(series) = bucket.find_mut(update.family, update.labels)
+            && let Some(series) = find(&mut bucket, update)
         {
             series.set(update.value, now);
             return Applied::Updated;
@@ -382,7 +387,7 @@ impl SeriesStore {
             dashmap::Entry::Occupied(mut entry) => {
                 let bucket = entry.get_mut();
                 // Another task may have created it meanwhile.
-                if let Some(series) = bucket.find_mut(update.family, update.labels) {
+                if let Some(series) = find(bucket, update) {
                     series.set(update.value, now);
                     return Applied::Updated;
                 }
@@ -395,7 +400,7 @@ impl SeriesStore {
                 if !self.reserve() {
                     return Applied::OverCap;
                 }
-                entry.insert(Bucket::One(self.new_series(family, update, now)));
+                entry.insert(Chain::One(self.new_series(family, update, now)));
             }
         }
         self.telemetry.series.set(self.len() as i64);
@@ -422,39 +427,26 @@ impl SeriesStore {
 
     /// The stored copy of a label set, shared with the series that have it.
     fn intern_labels(&self, labels: &LabelSet<'_>) -> StoredLabels {
-        let same = |stored: &StoredLabels| {
-            stored.len() == labels.len()
-                && stored
-                    .iter()
-                    .zip(labels.iter())
-                    .all(|((k, v), (k2, v2))| **k == *k2 && **v == *v2)
-        };
-        let store = |sets: Option<&mut LabelSets>| {
-            let stored: StoredLabels = labels
+        let stored = || -> StoredLabels {
+            labels
                 .iter()
                 .map(|(k, v)| (self.intern(k), self.intern(v)))
-                .collect();
-            match sets {
-                Some(LabelSets::Many(all)) => all.push(stored.clone()),
-                Some(sets @ LabelSets::One(_)) => {
-                    let first = sets.all()[0].clone();
-                    *sets = LabelSets::Many(vec![first, stored.clone()]);
-                }
-                None => {}
-            }
-            stored
+                .collect()
         };
         match self.label_sets.entry(labels.hash_value()) {
             dashmap::Entry::Occupied(mut entry) => {
-                if let Some(stored) = entry.get().all().iter().find(|s| same(s)) {
-                    return stored.clone();
+                let sets = entry.get_mut();
+                if let Some(found) = sets.as_slice().iter().find(|s| same_labels(s, labels)) {
+                    return found.clone();
                 }
-                store(Some(entry.get_mut()))
+                let new = stored();
+                sets.push(new.clone());
+                new
             }
             dashmap::Entry::Vacant(entry) => {
-                let stored = store(None);
-                entry.insert(LabelSets::One(stored.clone()));
-                stored
+                let new = stored();
+                entry.insert(Chain::One(new.clone()));
+                new
             }
         }
     }
@@ -582,7 +574,7 @@ impl SeriesStore {
             .unwrap_or_else(|e| e.into_inner());
         let mut live: HashSet<Text> = HashSet::with_capacity(self.families.len());
         for bucket in self.series.iter() {
-            for series in bucket.series() {
+            for series in bucket.as_slice() {
                 if !live.contains(&series.family) {
                     live.insert(series.family.clone());
                 }
@@ -592,13 +584,8 @@ impl SeriesStore {
         self.generation.fetch_add(1, Ordering::Release);
         // Held by the table alone: no series uses it any more. Label sets
         // first, as they hold strings.
-        self.label_sets.retain(|_, sets| match sets {
-            LabelSets::One(set) => Arc::strong_count(set) > 1,
-            LabelSets::Many(all) => {
-                all.retain(|set| Arc::strong_count(set) > 1);
-                !all.is_empty()
-            }
-        });
+        self.label_sets
+            .retain(|_, sets| sets.retain(|set| Arc::strong_count(set) > 1));
         self.strings.retain(|text| !text.unused());
     }
 
@@ -625,7 +612,7 @@ impl SeriesStore {
     pub fn snapshot(&self) -> Vec<FamilySnapshot> {
         let mut copied: Vec<(Text, StoredLabels, f64)> = Vec::with_capacity(self.len());
         for bucket in self.series.iter() {
-            for series in bucket.series() {
+            for series in bucket.as_slice() {
                 copied.push((series.family.clone(), series.labels.clone(), series.value));
             }
         }

@@ -22,22 +22,7 @@ use prost::Message;
 use serde_json::Value;
 
 fn prometheus() -> Option<&'static str> {
-    let found = Command::new("prometheus")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return Some("prometheus");
-    }
-    if std::env::var_os("CF_FIREHOSE_EXPORTER_REQUIRE_PROMETHEUS").is_some() {
-        panic!(
-            "prometheus is required here (CF_FIREHOSE_EXPORTER_REQUIRE_PROMETHEUS is set) but was not found"
-        );
-    }
-    eprintln!(
-        "SKIPPED: prometheus not found; install Debian's `prometheus` package to run this test"
-    );
-    None
+    common::required_tool("prometheus", "CF_FIREHOSE_EXPORTER_REQUIRE_PROMETHEUS")
 }
 
 /// Stops Prometheus and removes its files when the test ends, however it ends.

@@ -23,22 +23,7 @@ const NAME_LINTS: &[&str] = &[
 ];
 
 fn promtool() -> Option<&'static str> {
-    let found = Command::new("promtool")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return Some("promtool");
-    }
-    if std::env::var_os("CF_FIREHOSE_EXPORTER_REQUIRE_PROMTOOL").is_some() {
-        panic!(
-            "promtool is required here (CF_FIREHOSE_EXPORTER_REQUIRE_PROMTOOL is set) but was not found"
-        );
-    }
-    eprintln!(
-        "SKIPPED: promtool not found; install Debian's `prometheus` package to run this check"
-    );
-    None
+    common::required_tool("promtool", "CF_FIREHOSE_EXPORTER_REQUIRE_PROMTOOL")
 }
 
 #[tokio::test]

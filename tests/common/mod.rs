@@ -140,6 +140,24 @@ impl Harness {
     }
 }
 
+/// The command `name` when it runs, else `None` after saying the test is
+/// skipped; panics instead when the environment variable `require` is set
+/// (CI sets it, so that a missing tool cannot turn into a silent pass).
+pub fn required_tool(name: &'static str, require: &str) -> Option<&'static str> {
+    let found = std::process::Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some(name);
+    }
+    if std::env::var_os(require).is_some() {
+        panic!("{name} is required here ({require} is set) but was not found");
+    }
+    eprintln!("SKIPPED: {name} not found; install Debian's `prometheus` package to run this test");
+    None
+}
+
 /// Polls `check` every 20 ms until it yields, for at most [`PATIENCE`].
 pub async fn eventually<T, F: Future<Output = Option<T>>>(
     what: &str,
