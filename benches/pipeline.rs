@@ -55,10 +55,7 @@ fn decode(c: &mut Criterion) {
     ] {
         let frame = Bytes::from(hex(vector));
         group.bench_function(name, |b| {
-            b.iter(|| {
-                let raw = envelope::decode_view(&frame).unwrap();
-                envelope::validate(&raw).map(|e| e.tags.len()).unwrap()
-            })
+            b.iter(|| envelope::with_checked(&frame, |e| e.map(|e| e.tags.len()).unwrap()))
         });
     }
     let round = workload_round();
@@ -66,9 +63,7 @@ fn decode(c: &mut Criterion) {
     group.bench_function("workload_round", |b| {
         b.iter(|| {
             for frame in &round {
-                if let Ok(raw) = envelope::decode_view(frame) {
-                    let _ = envelope::validate(&raw).map(|e| e.tags.len());
-                }
+                let _ = envelope::with_checked(frame, |e| e.map(|e| e.tags.len()));
             }
         })
     });

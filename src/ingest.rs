@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 
-use crate::envelope::{self, DecodeError};
+use crate::envelope::{self, DecodeError, EnvelopeRef};
 use crate::filter::Filters;
 use crate::naming::native::NativeScheme;
 use crate::source::FrameReceiver;
@@ -71,14 +71,9 @@ impl Ingest {
 
     /// Handles one frame: a malformed or unusable one is counted and skipped.
     /// The envelope's strings are read in place, not copied.
-    pub fn frame(&mut self, frame: &Bytes, now: tokio::time::Instant) {
-        let checked = envelope::decode_view(frame);
-        let checked = checked
-            .as_ref()
-            .map_err(Clone::clone)
-            .and_then(envelope::validate);
-        let envelope = match checked {
-            Ok(envelope) => envelope,
+    pub fn frame(&mut self, frame: &[u8], now: tokio::time::Instant) {
+        envelope::with_checked(frame, |checked| match checked {
+            Ok(envelope) => self.envelope(&envelope, now),
             Err(error) => {
                 let counter = match error {
                     DecodeError::Malformed(_) | DecodeError::InvalidUtf8(_) => {
@@ -88,9 +83,11 @@ impl Ingest {
                     DecodeError::MissingField { .. } => &self.counters.missing_field,
                 };
                 counter.inc();
-                return;
             }
-        };
+        })
+    }
+
+    fn envelope(&mut self, envelope: &EnvelopeRef<'_>, now: tokio::time::Instant) {
         let slot = match envelope.event_type as i32 {
             n @ 4..=9 => (n - 3) as usize,
             _ => 0,
@@ -104,13 +101,13 @@ impl Ingest {
                 crate::source::slow_consumer::ADVICE
             );
         }
-        if !self.filters.keeps_envelope(&envelope) {
+        if !self.filters.keeps_envelope(envelope) {
             self.telemetry.envelopes_filtered.inc();
             return;
         }
         let (filters, store, families) = (&self.filters, &self.store, &mut self.families);
         let (mut yielded, mut kept) = (0, 0);
-        self.scheme.translate_each(&envelope, |update| {
+        self.scheme.translate_each(envelope, |update| {
             yielded += 1;
             if filters.filters_names() && !filters.keeps_name(&update.sample_name()) {
                 return;

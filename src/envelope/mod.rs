@@ -1,10 +1,14 @@
 //! Dropsonde v1 envelopes: the types generated from `proto/` and the checks
 //! that turn a frame's bytes into an envelope the translator can trust.
 //!
-//! Frames are decoded as a [`view::Envelope`], whose strings are slices of
-//! the frame rather than copies, then checked into an [`EnvelopeRef`] that
-//! borrows from it. [`decode`] gives an owned [`Envelope`] by the same rules,
-//! for tools and tests.
+//! Frames are decoded by prost as a [`view::Envelope`], whose strings are
+//! slices of the frame rather than copies, then checked into an
+//! [`EnvelopeRef`] that borrows from it, all inside [`with_checked`].
+//! [`decode`] gives an owned [`Envelope`] by the same rules, for tools and
+//! tests.
+//!
+//! This is the one module with `unsafe` code: two blocks, each with the
+//! reason it is sound. Everything else in the crate denies it.
 
 /// Types generated from `proto/events/*.proto`.
 #[allow(missing_docs, clippy::all)]
@@ -142,12 +146,75 @@ impl<'a> EnvelopeRef<'a> {
     }
 }
 
-/// Decodes one frame as a view, without copying its strings.
-pub fn decode_view(frame: &Bytes) -> Result<view::Envelope, DecodeError> {
-    Ok(view::Envelope::decode(frame.clone())?)
+/// Decodes and checks one frame and hands the result to `f`, which borrows
+/// the envelope's strings from the frame: nothing is copied and no reference
+/// count is touched. The borrow ends when `f` returns.
+pub fn with_checked<R>(
+    frame: &[u8],
+    f: impl FnOnce(Result<EnvelopeRef<'_>, DecodeError>) -> R,
+) -> R {
+    with_view(frame, |view| f(view.and_then(validate)))
 }
 
+/// Decodes one frame as a view whose `Bytes` fields are slices of `frame`,
+/// and hands it to `f`.
+///
+/// The view is decoded from a [`BorrowedFrame`], so its `Bytes` are static
+/// slices: cloning and dropping them costs nothing, where slices of a shared
+/// buffer would each take and give back a reference in an atomic count. They
+/// claim a `'static` lifetime they do not have, so they must not outlive this
+/// call: the view stays here and is dropped before it returns, `f` only sees
+/// it by reference for the duration of the call, and this function is private
+/// to this module, whose callers only take `&str` borrows from it (whose
+/// lifetime the borrow checker ties to the view).
+#[allow(unsafe_code)]
+fn with_view<R>(frame: &[u8], f: impl FnOnce(Result<&view::Envelope, DecodeError>) -> R) -> R {
+    // SAFETY: see above; `frame` outlives every use of the slices made from it,
+    // because nothing made from them is returned or stored.
+    let bytes: &'static [u8] = unsafe { std::mem::transmute::<&[u8], &'static [u8]>(frame) };
+    let view = view::Envelope::decode(BorrowedFrame(bytes)).map_err(DecodeError::from);
+    let result = f(view.as_ref().map_err(Clone::clone));
+    drop(view);
+    result
+}
+
+/// A frame being decoded whose `copy_to_bytes` hands out slices of itself
+/// rather than copies, with no reference count. See [`with_view`].
+struct BorrowedFrame(&'static [u8]);
+
+impl bytes::Buf for BorrowedFrame {
+    #[inline]
+    fn remaining(&self) -> usize {
+        self.0.len()
+    }
+
+    #[inline]
+    fn chunk(&self) -> &[u8] {
+        self.0
+    }
+
+    #[inline]
+    fn advance(&mut self, n: usize) {
+        self.0 = &self.0[n..];
+    }
+
+    #[inline]
+    fn copy_to_bytes(&mut self, len: usize) -> Bytes {
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Bytes::from_static(head)
+    }
+}
+
+/// The string in `bytes`. Nearly every string on the Firehose is ASCII, which
+/// is checked a word at a time, inline; anything else goes through the full check.
+#[inline]
+#[allow(unsafe_code)]
 fn utf8<'a>(bytes: &'a [u8], field: &'static str) -> Result<&'a str, DecodeError> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
     std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8(field))
 }
 
@@ -166,7 +233,7 @@ fn utf8_opt<'a>(
 /// shows as an empty name or application id; those are rejected here rather
 /// than turned into nameless series. The payloads of events the exporter does
 /// not translate (HTTP, log, error) are only checked for presence.
-pub fn validate(e: &view::Envelope) -> Result<EnvelopeRef<'_>, DecodeError> {
+fn validate(e: &view::Envelope) -> Result<EnvelopeRef<'_>, DecodeError> {
     let origin = utf8(&e.origin, "origin")?;
     let deployment = utf8_opt(&e.deployment, "deployment")?;
     let job = utf8_opt(&e.job, "job")?;
@@ -260,8 +327,11 @@ pub fn validate(e: &view::Envelope) -> Result<EnvelopeRef<'_>, DecodeError> {
 /// envelope. The payloads of events the exporter does not translate are
 /// decoded as far as they go, and left empty where they do not.
 pub fn decode(frame: &[u8]) -> Result<Envelope, DecodeError> {
-    let raw = decode_view(&Bytes::copy_from_slice(frame))?;
-    let e = validate(&raw)?;
+    with_view(frame, |raw| owned(raw?))
+}
+
+fn owned(raw: &view::Envelope) -> Result<Envelope, DecodeError> {
+    let e = validate(raw)?;
     let owned = |s: Option<&str>| s.map(str::to_owned);
     let mut envelope = Envelope {
         origin: e.origin.to_owned(),
@@ -313,14 +383,18 @@ pub fn decode(frame: &[u8]) -> Result<Envelope, DecodeError> {
             })
         }
         Payload::Other => {
+            // These copy what they decode: nothing of the frame is kept.
             envelope.http_start_stop = raw
                 .http_start_stop
+                .as_deref()
                 .map(|b| events::HttpStartStop::decode(b).unwrap_or_default());
             envelope.log_message = raw
                 .log_message
+                .as_deref()
                 .map(|b| events::LogMessage::decode(b).unwrap_or_default());
             envelope.error = raw
                 .error
+                .as_deref()
                 .map(|b| events::Error::decode(b).unwrap_or_default());
         }
     }
@@ -505,11 +579,12 @@ mod tests {
         let e = decode(&frame).unwrap();
         assert_eq!(e.tags.len(), 2);
         assert_eq!(e.tags["a"], "2");
-        let raw = decode_view(&Bytes::from(frame)).unwrap();
-        let checked = validate(&raw).unwrap();
-        assert_eq!(checked.tags, vec![("a", "2"), ("b", "x")]);
-        assert_eq!(checked.tag("b"), Some("x"));
-        assert_eq!(checked.tag("c"), None);
+        with_checked(&frame, |checked| {
+            let checked = checked.unwrap();
+            assert_eq!(checked.tags, vec![("a", "2"), ("b", "x")]);
+            assert_eq!(checked.tag("b"), Some("x"));
+            assert_eq!(checked.tag("c"), None);
+        });
     }
 
     #[test]

@@ -38,12 +38,11 @@ impl NativeScheme {
     /// updates were appended.
     pub fn translate(&self, envelope: &Envelope, out: &mut Vec<SeriesUpdate>) -> usize {
         let before = out.len();
-        let frame = bytes::Bytes::from(envelope.encode_to_vec());
-        if let Ok(raw) = envelope::decode_view(&frame)
-            && let Ok(checked) = envelope::validate(&raw)
-        {
-            self.translate_each(&checked, |update| out.push(update.to_owned()));
-        }
+        envelope::with_checked(&envelope.encode_to_vec(), |checked| {
+            if let Ok(checked) = checked {
+                self.translate_each(&checked, |update| out.push(update.to_owned()));
+            }
+        });
         out.len() - before
     }
 
@@ -56,10 +55,7 @@ impl NativeScheme {
                 let Some(family) = sanitize_metric_name(name) else {
                     return;
                 };
-                let mut labels = self.base_labels(envelope);
-                push_set(&mut labels, "unit", unit);
-                self.add_tags(&mut labels, envelope);
-                let labels = LabelSet::from_sorted(labels);
+                let labels = self.label_set(envelope, Exporter::Unit(unit));
                 apply(Update {
                     family: &family,
                     kind: MetricKind::Gauge,
@@ -76,9 +72,7 @@ impl NativeScheme {
                     Some(stem) if !stem.is_empty() => stem,
                     _ => &family,
                 };
-                let mut labels = self.base_labels(envelope);
-                self.add_tags(&mut labels, envelope);
-                let labels = LabelSet::from_sorted(labels);
+                let labels = self.label_set(envelope, Exporter::None);
                 let value = match total {
                     Some(total) => Value::Set(total as f64),
                     None => Value::Add(delta as f64),
@@ -100,25 +94,23 @@ impl NativeScheme {
                 memory_bytes_quota,
                 disk_bytes_quota,
             } => {
-                let mut labels = self.base_labels(envelope);
                 // Diego puts source_id and instance_id in the tags; older platforms
                 // only fill the ContainerMetric fields.
-                if envelope.tag("source_id").is_none() {
-                    push_set(&mut labels, "source_id", application_id);
-                }
-                if envelope.tag("instance_id").is_none() {
-                    labels.push((
-                        Cow::Borrowed("instance_id"),
-                        Cow::Owned(instance_index.to_string()),
-                    ));
-                }
-                let mut cpu_labels = labels.clone();
-                push_set(&mut cpu_labels, "unit", "percentage");
-                self.add_tags(&mut cpu_labels, envelope);
-                let cpu_labels = LabelSet::from_sorted(cpu_labels);
-                push_set(&mut labels, "unit", "bytes");
-                self.add_tags(&mut labels, envelope);
-                let labels = LabelSet::from_sorted(labels);
+                let source_id = match envelope.tag("source_id") {
+                    None => application_id,
+                    Some(_) => "",
+                };
+                let instance_id = match envelope.tag("instance_id") {
+                    None => Cow::Owned(instance_index.to_string()),
+                    Some(_) => Cow::Borrowed(""),
+                };
+                let container = |unit| Exporter::Container {
+                    source_id,
+                    instance_id: &instance_id,
+                    unit,
+                };
+                let cpu_labels = self.label_set(envelope, container("percentage"));
+                let labels = self.label_set(envelope, container("bytes"));
                 let gauges = [
                     ("cpu", "containerMetric.cpuPercentage", Some(cpu_percentage)),
                     (
@@ -157,43 +149,82 @@ impl NativeScheme {
         }
     }
 
-    fn base_labels<'a>(&'a self, e: &EnvelopeRef<'a>) -> Pairs<'a> {
-        let mut labels = Pairs::with_capacity(8 + e.tags.len());
-        push_set(&mut labels, "origin", e.origin);
-        let fields = [
-            ("bosh_deployment", e.deployment),
-            ("bosh_job_name", e.job),
-            ("bosh_job_id", e.index),
-            ("bosh_job_ip", e.ip),
-        ];
-        for (name, value) in fields {
-            if let Some(value) = value {
-                push_set(&mut labels, name, value);
+    /// The labels the exporter sets on a series of `e`, sorted by name, with
+    /// the empty ones left out.
+    fn exporter_labels<'l>(
+        &'l self,
+        e: &EnvelopeRef<'l>,
+        extra: Exporter<'l>,
+    ) -> impl Iterator<Item = (&'static str, &'l str)> + Clone {
+        let (source_id, instance_id, unit) = match extra {
+            Exporter::None => ("", "", ""),
+            Exporter::Unit(unit) => ("", "", unit),
+            Exporter::Container {
+                source_id,
+                instance_id,
+                unit,
+            } => (source_id, instance_id, unit),
+        };
+        [
+            ("bosh_deployment", e.deployment.unwrap_or_default()),
+            ("bosh_job_id", e.index.unwrap_or_default()),
+            ("bosh_job_ip", e.ip.unwrap_or_default()),
+            ("bosh_job_name", e.job.unwrap_or_default()),
+            (
+                "environment",
+                self.environment.as_deref().unwrap_or_default(),
+            ),
+            ("instance_id", instance_id),
+            ("origin", e.origin),
+            ("source_id", source_id),
+            ("unit", unit),
+        ]
+        .into_iter()
+        .filter(|(_, value)| !value.is_empty())
+    }
+
+    /// The label set of a series of `e`: the exporter's labels and every
+    /// non-empty tag. Both come sorted, so they are merged; a tag whose name
+    /// must change (sanitized, reserved, or taken) sends the whole set
+    /// through [`NativeScheme::label_set_renaming`] instead.
+    fn label_set<'l>(&'l self, e: &EnvelopeRef<'l>, extra: Exporter<'l>) -> LabelSet<'l> {
+        let set = self.exporter_labels(e, extra);
+        let mut pairs: Pairs<'l> = Vec::with_capacity(9 + e.tags.len());
+        let mut ours = set.clone().peekable();
+        for &(key, value) in &e.tags {
+            if value.is_empty() || self.drop_tags.contains(key) {
+                continue;
             }
+            if key.is_empty() {
+                continue;
+            }
+            let renamed = key.starts_with("__")
+                || !matches!(sanitize_label_name(key), Some(Cow::Borrowed(_)));
+            while let Some((name, v)) = ours.next_if(|(name, _)| *name < key) {
+                pairs.push((Cow::Borrowed(name), Cow::Borrowed(v)));
+            }
+            if renamed || ours.peek().is_some_and(|(name, _)| *name == key) {
+                return self.label_set_renaming(e, set);
+            }
+            pairs.push((Cow::Borrowed(key), Cow::Borrowed(value)));
         }
-        if let Some(env) = &self.environment {
-            push_set(&mut labels, "environment", env);
-        }
-        labels
+        pairs.extend(ours.map(|(name, v)| (Cow::Borrowed(name), Cow::Borrowed(v))));
+        LabelSet::from_sorted(pairs)
     }
-}
 
-/// Label pairs being built, borrowing where they can.
-type Pairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
-
-/// Pushes an exporter-set label unless its value is empty.
-fn push_set<'a>(labels: &mut Pairs<'a>, name: &'static str, value: &'a str) {
-    if !value.is_empty() {
-        labels.push((Cow::Borrowed(name), Cow::Borrowed(value)));
-    }
-}
-
-impl NativeScheme {
-    /// Adds every non-empty tag as a label, then sorts the set. Tags are taken in
-    /// key order so that collisions resolve the same way every time: a key that is
-    /// already present (set by the exporter, or produced by an earlier tag that
-    /// sanitizes the same way) gets `exported_` in front until it is unique.
-    fn add_tags<'a>(&self, labels: &mut Pairs<'a>, e: &EnvelopeRef<'a>) {
+    /// The label set when some tag's name must change. Tags are taken in
+    /// key order so that collisions resolve the same way every time: a
+    /// name that is already present (set by the exporter, or produced by an
+    /// earlier tag that sanitizes the same way) gets `exported_` in front
+    /// until it is unique, and so does a name starting with `__`.
+    fn label_set_renaming<'l>(
+        &'l self,
+        e: &EnvelopeRef<'l>,
+        ours: impl Iterator<Item = (&'static str, &'l str)>,
+    ) -> LabelSet<'l> {
+        let mut labels: Pairs<'l> = ours
+            .map(|(name, v)| (Cow::Borrowed(name), Cow::Borrowed(v)))
+            .collect();
         // Already sorted by key and one per key.
         let tags = e
             .tags
@@ -209,8 +240,24 @@ impl NativeScheme {
             labels.push((name, Cow::Borrowed(value)));
         }
         labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        LabelSet::from_sorted(labels)
     }
 }
+
+/// The labels the exporter sets beyond the envelope's own fields.
+#[derive(Debug, Clone, Copy)]
+enum Exporter<'l> {
+    None,
+    Unit(&'l str),
+    Container {
+        source_id: &'l str,
+        instance_id: &'l str,
+        unit: &'l str,
+    },
+}
+
+/// Label pairs being built, borrowing where they can.
+type Pairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
 /// Makes a metric name valid while keeping it recognisable: every character
 /// outside `[a-zA-Z0-9_]` becomes one `_`, and a leading digit gets a `_` in
@@ -442,6 +489,78 @@ mod tests {
                 ("unit", "ms"),
             ])
         );
+    }
+
+    /// Every label set built by merging is the one the renaming path builds,
+    /// over tag names that collide, sanitize, repeat and interleave with the
+    /// exporter's own labels.
+    #[test]
+    fn merged_label_sets_equal_the_renaming_path() {
+        use proptest::prelude::*;
+        let keys = prop::sample::select(vec![
+            "app_name",
+            "origin",
+            "unit",
+            "source_id",
+            "instance_id",
+            "bosh_job_id",
+            "a.b",
+            "a_b",
+            "a-b",
+            "__x",
+            "_x",
+            "9x",
+            "environment",
+            "zz",
+            "",
+            "exported_unit",
+            "bosh_job_ip",
+            "id",
+        ]);
+        let tags = prop::collection::vec((keys, prop::sample::select(vec!["", "v", "w"])), 0..8);
+        let kinds = prop::sample::select(vec![6, 7, 9]);
+        let runner_config = ProptestConfig {
+            cases: 3000,
+            ..ProptestConfig::default()
+        };
+        proptest!(runner_config, |(tags in tags, event_type in kinds, env in any::<bool>(), drop in any::<bool>())| {
+            let mut e = Envelope {
+                origin: "rep".into(),
+                event_type,
+                deployment: Some("cf".into()),
+                index: Some("".into()),
+                ip: Some("10.0.0.1".into()),
+                value_metric: Some(ValueMetric { name: "m".into(), value: 1.0, unit: "ms".into() }),
+                counter_event: Some(CounterEvent { name: "c".into(), delta: 1, total: None }),
+                container_metric: Some(ContainerMetric {
+                    application_id: "guid".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            for (k, v) in tags {
+                e.tags.insert(k.into(), v.into());
+            }
+            let mut scheme = NativeScheme::new(env.then(|| "prod".to_string()));
+            if drop {
+                scheme = scheme.with_drop_tags(["a.b".to_string(), "unit".to_string()]);
+            }
+            let frame = e.encode_to_vec();
+            envelope::with_checked(&frame, |checked| {
+                let checked = checked.unwrap();
+                for extra in [
+                    Exporter::None,
+                    Exporter::Unit("ms"),
+                    Exporter::Container { source_id: "guid", instance_id: "0", unit: "bytes" },
+                ] {
+                    let merged = scheme.label_set(&checked, extra);
+                    let renamed = scheme
+                        .label_set_renaming(&checked, scheme.exporter_labels(&checked, extra));
+                    assert_eq!(merged.to_labels(), renamed.to_labels());
+                    assert_eq!(merged.hash_value(), renamed.hash_value());
+                }
+            });
+        });
     }
 
     #[test]
