@@ -77,7 +77,8 @@ const FAMILY_CACHE_MAX: usize = 100_000;
 #[derive(Debug, Default, Clone)]
 pub struct FamilyCache {
     generation: u64,
-    kinds: HashMap<Box<str>, MetricKind, foldhash::fast::RandomState>,
+    /// Each family's kind, and the hash of its name for series keys.
+    kinds: HashMap<Box<str>, (MetricKind, u64), foldhash::fast::RandomState>,
 }
 
 /// Conflicting names remembered so that each is logged once; beyond this
@@ -361,17 +362,21 @@ impl SeriesStore {
             cache.kinds.clear();
             cache.generation = generation;
         }
-        match cache.kinds.get(update.family) {
-            Some(kind) if *kind == update.kind => {}
+        let family_hash = match cache.kinds.get(update.family) {
+            Some(&(kind, hash)) if kind == update.kind => hash,
             _ => {
                 if self.family(update).is_none() {
                     return Applied::Conflict;
                 }
-                cache.kinds.insert(update.family.into(), update.kind);
+                let hash = hash_family(update.family);
+                cache
+                    .kinds
+                    .insert(update.family.into(), (update.kind, hash));
+                hash
             }
-        }
+        };
         let now = self.seconds(now);
-        let key = series_key(update.family, update.labels);
+        let key = series_key(family_hash, update.labels);
         if let Some(mut bucket) = self.series.get_mut(&key)
             && let Some(series) = find(&mut bucket, update)
         {
@@ -639,10 +644,10 @@ impl SeriesStore {
 }
 
 /// Where a series lives in the map: its family's and label set's hashes mixed.
-fn series_key(family: &str, labels: &LabelSet<'_>) -> u64 {
+fn series_key(family_hash: u64, labels: &LabelSet<'_>) -> u64 {
     static MIX: std::sync::LazyLock<foldhash::fast::FixedState> =
         std::sync::LazyLock::new(|| foldhash::fast::FixedState::with_seed(rand::random()));
-    MIX.hash_one((hash_family(family), labels.hash_value()))
+    MIX.hash_one((family_hash, labels.hash_value()))
 }
 
 #[cfg(test)]

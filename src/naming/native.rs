@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use prost::Message;
 
 use super::{LabelSet, MetricKind, SeriesUpdate, Update, Value};
-use crate::envelope::{self, Envelope, EnvelopeRef, Payload};
+use crate::envelope::{self, Envelope, EnvelopeRef, Payload, by_key};
 
 /// Translates envelopes under the native scheme.
 #[derive(Debug, Clone, Default)]
@@ -200,7 +200,7 @@ impl NativeScheme {
             }
             let renamed = key.starts_with("__")
                 || !matches!(sanitize_label_name(key), Some(Cow::Borrowed(_)));
-            while let Some((name, v)) = ours.next_if(|(name, _)| *name < key) {
+            while let Some((name, v)) = ours.next_if(|(name, _)| by_key(name, key).is_lt()) {
                 pairs.push((Cow::Borrowed(name), Cow::Borrowed(v)));
             }
             if renamed || ours.peek().is_some_and(|(name, _)| *name == key) {
@@ -271,10 +271,23 @@ pub fn sanitize_label_name(name: &str) -> Option<Cow<'_, str>> {
     sanitize(name)
 }
 
+/// The bytes that may appear in a metric or label name: `[a-zA-Z0-9_]`.
+static NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'_';
+        b += 1;
+    }
+    table
+};
+
 fn sanitize(name: &str) -> Option<Cow<'_, str>> {
     let first = name.chars().next()?;
     let valid = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    if !first.is_ascii_digit() && name.chars().all(valid) {
+    // Bytes, not chars: a name with anything outside ASCII is not valid anyway.
+    if !first.is_ascii_digit() && name.bytes().all(|b| NAME_BYTES[usize::from(b)]) {
         return Some(Cow::Borrowed(name));
     }
     let mut out = String::with_capacity(name.len() + 1);
