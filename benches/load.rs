@@ -8,7 +8,12 @@
 //! cargo bench --bench load                          # as fast as it goes, 20 s
 //! cargo bench --bench load -- --rate 200000 --seconds 60
 //! cargo bench --bench load -- --connections 2 --cells 100 --apps 2000
+//! cargo bench --bench load -- --runs 5 --seconds 10    # median of five runs
 //! ```
+//!
+//! With `--runs N`, each run starts both processes afresh, and the summary
+//! gives the median and the range: on a shared machine one run can be off by
+//! a fifth.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,6 +27,7 @@ struct Options {
     cells: u64,
     apps: u64,
     warmup: u64,
+    runs: u64,
 }
 
 impl Options {
@@ -33,6 +39,7 @@ impl Options {
             cells: 50,
             apps: 500,
             warmup: 5,
+            runs: 1,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -49,13 +56,14 @@ impl Options {
                 "--cells" => o.cells = value(),
                 "--apps" => o.apps = value(),
                 "--warmup" => o.warmup = value(),
+                "--runs" => o.runs = value().max(1),
                 // Flags cargo passes to every bench.
                 "--bench" => {
                     i += 1;
                     continue;
                 }
                 other => panic!(
-                    "unknown option {other}; options: --rate --seconds --connections --cells --apps --warmup"
+                    "unknown option {other}; options: --rate --seconds --connections --cells --apps --warmup --runs"
                 ),
             }
             i += 2;
@@ -157,8 +165,41 @@ fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// What one run measured.
+struct Run {
+    per_second: f64,
+    per_cpu_second: f64,
+    dropped: f64,
+}
+
 fn main() {
     let o = Options::parse();
+    let runs: Vec<Run> = (0..o.runs).map(|_| run(&o)).collect();
+    if runs.len() > 1 {
+        let summary = |name: &str, mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            println!(
+                "{name:<24}{:>12.0} median of {} runs ({:.0} – {:.0})",
+                values[values.len() / 2],
+                values.len(),
+                values[0],
+                values[values.len() - 1]
+            );
+        };
+        println!("summary:");
+        summary(
+            "  applied per second:",
+            runs.iter().map(|r| r.per_second).collect(),
+        );
+        summary(
+            "  per exporter CPU-s:",
+            runs.iter().map(|r| r.per_cpu_second).collect(),
+        );
+        summary("  dropped:", runs.iter().map(|r| r.dropped).collect());
+    }
+}
+
+fn run(o: &Options) -> Run {
     let exe = env!("CARGO_BIN_EXE_cf-firehose-exporter");
     let (uaa, tc, web) = (free_port(), free_port(), free_port());
     let _simulation = Process(
@@ -257,4 +298,9 @@ fn main() {
         max.as_secs_f64() * 1e3,
         scrapes.len()
     );
+    Run {
+        per_second: received / wall,
+        per_cpu_second: received / cpu.max(1e-9),
+        dropped,
+    }
 }

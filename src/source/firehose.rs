@@ -395,7 +395,7 @@ impl FirehoseSource {
                 // Silence: a hung connection that would otherwise never end.
                 break Disconnect::Idle(self.idle_timeout.unwrap_or_default());
             };
-            let mut batch = FrameBatch::new();
+            let mut batch = FrameBatch::with_capacity(64);
             let mut bytes = 0;
             let mut next = message;
             // Take every frame already buffered, up to a batch, without waiting.
