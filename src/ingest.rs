@@ -141,3 +141,69 @@ impl Ingest {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::envelope::events::ValueMetric;
+    use crate::envelope::{Envelope, with_checked};
+    use prost::Message;
+
+    /// Decoding borrows the frame's bytes for one call only: what the store
+    /// keeps is its own, and overwriting or freeing the frame afterwards
+    /// changes nothing in it.
+    #[test]
+    fn the_store_keeps_nothing_of_the_frame() {
+        let telemetry = Telemetry::new();
+        let store = Arc::new(SeriesStore::new(
+            Duration::from_secs(600),
+            telemetry.clone(),
+        ));
+        let mut ingest = Ingest::new(NativeScheme::default(), store.clone(), telemetry);
+        let mut envelope = Envelope {
+            origin: "rep".into(),
+            event_type: 6,
+            deployment: Some("cf".into()),
+            value_metric: Some(ValueMetric {
+                name: "CapacityRemainingMemory".into(),
+                value: 42.0,
+                unit: "MiB".into(),
+            }),
+            ..Default::default()
+        };
+        envelope.tags.insert("zone".into(), "z1".into());
+        let mut frame = envelope.encode_to_vec();
+        ingest.frame(&frame, tokio::time::Instant::now());
+        frame.iter_mut().for_each(|b| *b = b'#');
+        drop(frame);
+        // Reuse the freed memory with other bytes of the same size.
+        let _other = vec![b'!'; envelope.encoded_len()];
+
+        let families = store.snapshot();
+        assert_eq!(families.len(), 1);
+        assert_eq!(&*families[0].name, "CapacityRemainingMemory");
+        let (labels, value) = &families[0].series[0];
+        let labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("bosh_deployment", "cf"),
+                ("origin", "rep"),
+                ("unit", "MiB"),
+                ("zone", "z1")
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        assert_eq!(*value, 42.0);
+        // And a frame decoded twice gives the same envelope both times.
+        let frame = envelope.encode_to_vec();
+        let first = with_checked(&frame, |e| format!("{:?}", e.unwrap()));
+        let second = with_checked(&frame, |e| format!("{:?}", e.unwrap()));
+        assert_eq!(first, second);
+    }
+}
