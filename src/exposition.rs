@@ -1,19 +1,17 @@
 //! Exposition: writes a snapshot of the store and the self metrics in the
-//! Prometheus text format 0.0.4 or OpenMetrics 1.0, through prometheus-client,
-//! as the scraper's `Accept` header asks.
+//! Prometheus text format 0.0.4 or OpenMetrics 1.0, as the scraper's `Accept`
+//! header asks. The self metrics go through prometheus-client. The store's
+//! series, hundreds of thousands of them, are written here byte for byte as
+//! prometheus-client writes them (a property test compares the two), without
+//! its per-label dynamic calls.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabel, EncodeLabelSet, LabelSetEncoder, NoLabelSet,
-};
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::naming::MetricKind;
-use crate::store::{SeriesStore, StoredLabels};
+use crate::store::{FamilySnapshot, SeriesStore};
 use crate::telemetry::Telemetry;
 
 /// The Content-Type of the Prometheus text format 0.0.4.
@@ -84,11 +82,8 @@ impl Format {
 /// Everything a scrape writes: the relayed series, then the self metrics.
 #[derive(Debug)]
 pub struct Exposition {
-    /// The store, for the text format 0.0.4.
-    text: Registry,
-    /// The store, for OpenMetrics.
-    openmetrics: Registry,
-    /// The self metrics, for both.
+    store: Arc<SeriesStore>,
+    /// The self metrics, for both formats.
     own: Registry,
     telemetry: Telemetry,
     /// Bodies encoded so far: text 0.0.4, OpenMetrics.
@@ -98,20 +93,10 @@ pub struct Exposition {
 impl Exposition {
     /// Exposes `store` and `telemetry`.
     pub fn new(store: Arc<SeriesStore>, telemetry: Telemetry) -> Self {
-        let registry = |escape_help| {
-            let mut registry = Registry::default();
-            registry.register_collector(Box::new(StoreCollector {
-                store: store.clone(),
-                escape_help,
-            }));
-            registry
-        };
         let mut own = Registry::default();
         telemetry.register(&mut own);
         Self {
-            // The 0.0.4 encoder escapes HELP itself; the OpenMetrics one does not.
-            text: registry(false),
-            openmetrics: registry(true),
+            store,
             own,
             telemetry,
             encodings: Default::default(),
@@ -131,16 +116,16 @@ impl Exposition {
         // The series first, then the self metrics: a body never counts
         // less than the series it shows (an envelope is counted before it
         // is stored).
+        let families = self.store.snapshot();
+        write_families(&mut body, &families, format);
+        drop(families);
         let written = match format {
             Format::PrometheusText => {
-                use prometheus_client::encoding::prometheus_text::encode;
-                encode(&mut body, &self.text).and_then(|()| encode(&mut body, &self.own))
+                prometheus_client::encoding::prometheus_text::encode(&mut body, &self.own)
             }
             Format::OpenMetrics => {
                 use prometheus_client::encoding::text::{encode_eof, encode_registry};
-                encode_registry(&mut body, &self.openmetrics)
-                    .and_then(|()| encode_registry(&mut body, &self.own))
-                    .and_then(|()| encode_eof(&mut body))
+                encode_registry(&mut body, &self.own).and_then(|()| encode_eof(&mut body))
             }
         };
         written.expect("writing to a String cannot fail");
@@ -156,62 +141,81 @@ impl Exposition {
     }
 }
 
-/// Presents the store to prometheus-client as families of gauges and counters.
-#[derive(Debug)]
-struct StoreCollector {
-    store: Arc<SeriesStore>,
-    /// Escape `\`, `"` and newlines in HELP, for an encoder that does not.
-    escape_help: bool,
-}
-
-/// A stored label set, as prometheus-client encodes one.
-struct StoredLabelSet<'a>(&'a StoredLabels);
-
-impl EncodeLabelSet for StoredLabelSet<'_> {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        for (name, value) in self.0.iter() {
-            (name.as_ref(), value.as_ref()).encode(encoder.encode_label())?;
-        }
-        Ok(())
-    }
-}
-
-/// HELP text as OpenMetrics wants it.
-fn escape_help(help: &str) -> std::borrow::Cow<'_, str> {
-    if !help.contains(['\\', '"', '\n']) {
-        return help.into();
-    }
-    help.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-        .into()
-}
-
-impl Collector for StoreCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        for family in self.store.snapshot() {
-            let metric_type = match family.kind {
-                MetricKind::Gauge => MetricType::Gauge,
-                MetricKind::Counter => MetricType::Counter,
-            };
-            let help = if self.escape_help {
-                escape_help(&family.help)
-            } else {
-                family.help.as_ref().into()
-            };
-            let mut metric = encoder.encode_descriptor(&family.name, &help, None, metric_type)?;
-            for (labels, value) in &family.series {
-                let labels = StoredLabelSet(labels);
-                let mut sample = metric.encode_family(&labels)?;
-                match family.kind {
-                    MetricKind::Gauge => sample.encode_gauge(value)?,
-                    MetricKind::Counter => {
-                        sample.encode_counter::<NoLabelSet, _, f64>(value, None)?
-                    }
-                }
+/// Writes the store's families as prometheus-client's encoder for `format`
+/// writes them.
+///
+/// Text 0.0.4 names a counter's HELP and TYPE by its `_total` sample name
+/// and escapes `\\` and newlines in HELP; OpenMetrics names them by the
+/// family and escapes `"` too. Label values escape `\\`, `"` and newlines in
+/// both. Values are the shortest decimal that reads back the same (`dtoa`);
+/// 0.0.4 writes the infinities `+Inf` and `-Inf`, OpenMetrics `inf` and
+/// `-inf`, and both write `NaN`.
+fn write_families(out: &mut String, families: &[FamilySnapshot], format: Format) {
+    let mut number = dtoa::Buffer::new();
+    for family in families {
+        let (suffix, kind) = match family.kind {
+            MetricKind::Gauge => ("", "gauge"),
+            MetricKind::Counter => ("_total", "counter"),
+        };
+        let described = match format {
+            Format::PrometheusText => suffix,
+            Format::OpenMetrics => "",
+        };
+        out.push_str("# HELP ");
+        out.push_str(&family.name);
+        out.push_str(described);
+        out.push(' ');
+        push_escaped(out, &family.help, format == Format::OpenMetrics);
+        out.push_str("\n# TYPE ");
+        out.push_str(&family.name);
+        out.push_str(described);
+        out.push(' ');
+        out.push_str(kind);
+        out.push('\n');
+        for (labels, value) in &family.series {
+            out.push_str(&family.name);
+            out.push_str(suffix);
+            for (i, (name, label_value)) in labels.iter().enumerate() {
+                out.push_str(if i == 0 { "{" } else { "," });
+                out.push_str(name);
+                out.push_str("=\"");
+                push_escaped(out, label_value, true);
+                out.push('"');
             }
+            if !labels.is_empty() {
+                out.push('}');
+            }
+            out.push(' ');
+            match format {
+                Format::PrometheusText if !value.is_finite() => out.push_str(if value.is_nan() {
+                    "NaN"
+                } else if value.is_sign_positive() {
+                    "+Inf"
+                } else {
+                    "-Inf"
+                }),
+                Format::PrometheusText => out.push_str(number.format_finite(*value)),
+                Format::OpenMetrics => out.push_str(number.format(*value)),
+            }
+            out.push('\n');
         }
-        Ok(())
+    }
+}
+
+/// Appends `text` with `\\` and newlines escaped, and `"` too if `quotes`.
+fn push_escaped(out: &mut String, text: &str, quotes: bool) {
+    let special = |b: u8| b == b'\\' || b == b'\n' || (quotes && b == b'"');
+    if !text.bytes().any(special) {
+        out.push_str(text);
+        return;
+    }
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quotes => out.push_str("\\\""),
+            c => out.push(c),
+        }
     }
 }
 
@@ -220,6 +224,179 @@ mod tests {
     use super::*;
     use crate::naming::{SeriesUpdate, Value};
     use std::time::Duration;
+
+    /// prometheus-client's own encoding of the store, which the hand-written
+    /// one must match byte for byte.
+    mod reference {
+        use std::sync::Arc;
+
+        use prometheus_client::collector::Collector;
+        use prometheus_client::encoding::{
+            DescriptorEncoder, EncodeLabel, EncodeLabelSet, LabelSetEncoder, NoLabelSet,
+        };
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::registry::Registry;
+
+        use crate::exposition::Format;
+        use crate::naming::MetricKind;
+        use crate::store::{SeriesStore, StoredLabels};
+
+        /// The store's series in `format`, as prometheus-client writes them.
+        pub fn encode(store: &Arc<SeriesStore>, format: Format) -> String {
+            let mut registry = Registry::default();
+            registry.register_collector(Box::new(StoreCollector {
+                store: store.clone(),
+                escape_help: format == Format::OpenMetrics,
+            }));
+            let mut body = String::new();
+            match format {
+                Format::PrometheusText => {
+                    prometheus_client::encoding::prometheus_text::encode(&mut body, &registry)
+                }
+                Format::OpenMetrics => {
+                    prometheus_client::encoding::text::encode_registry(&mut body, &registry)
+                }
+            }
+            .unwrap();
+            body
+        }
+
+        /// Presents the store to prometheus-client as families of gauges and counters.
+        #[derive(Debug)]
+        struct StoreCollector {
+            store: Arc<SeriesStore>,
+            /// Escape `\`, `"` and newlines in HELP, for an encoder that does not.
+            escape_help: bool,
+        }
+
+        /// A stored label set, as prometheus-client encodes one.
+        struct StoredLabelSet<'a>(&'a StoredLabels);
+
+        impl EncodeLabelSet for StoredLabelSet<'_> {
+            fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+                for (name, value) in self.0.iter() {
+                    (name.as_ref(), value.as_ref()).encode(encoder.encode_label())?;
+                }
+                Ok(())
+            }
+        }
+
+        /// HELP text as OpenMetrics wants it.
+        fn escape_help(help: &str) -> std::borrow::Cow<'_, str> {
+            if !help.contains(['\\', '"', '\n']) {
+                return help.into();
+            }
+            help.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+                .into()
+        }
+
+        impl Collector for StoreCollector {
+            fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+                for family in self.store.snapshot() {
+                    let metric_type = match family.kind {
+                        MetricKind::Gauge => MetricType::Gauge,
+                        MetricKind::Counter => MetricType::Counter,
+                    };
+                    let help = if self.escape_help {
+                        escape_help(&family.help)
+                    } else {
+                        family.help.as_ref().into()
+                    };
+                    let mut metric =
+                        encoder.encode_descriptor(&family.name, &help, None, metric_type)?;
+                    for (labels, value) in &family.series {
+                        let labels = StoredLabelSet(labels);
+                        let mut sample = metric.encode_family(&labels)?;
+                        match family.kind {
+                            MetricKind::Gauge => sample.encode_gauge(value)?,
+                            MetricKind::Counter => {
+                                sample.encode_counter::<NoLabelSet, _, f64>(value, None)?
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The hand-written series match prometheus-client's, byte for byte, in
+    /// both formats: over names, HELP texts and label values that need
+    /// escaping, empty label sets, both kinds, and every kind of float.
+    #[test]
+    fn series_are_written_as_prometheus_client_writes_them() {
+        use proptest::prelude::*;
+        let text = prop::sample::select(vec![
+            "a",
+            "cf",
+            "diego-cell",
+            "x\\y",
+            "say \"hi\"",
+            "two\nlines",
+            "é ü",
+            "",
+            "\\n",
+        ]);
+        let value = prop::sample::select(vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            1.5,
+            1e6,
+            123456789.0,
+            1e21,
+            1e-7,
+            0.1,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            4.0e15,
+            2.5e-300,
+        ]);
+        let names = prop::sample::select(vec!["cpu", "requests", "numCPUS", "m_1"]);
+        let help = prop::sample::select(vec!["plain", "back\\slash", "quote \" q", "new\nline"]);
+        let label_names = prop::sample::select(vec!["app", "origin", "zone", "unit"]);
+        let series = prop::collection::vec(
+            (
+                names,
+                any::<bool>(),
+                help,
+                prop::collection::btree_map(label_names, text, 0..4),
+                value,
+            ),
+            1..12,
+        );
+        proptest!(ProptestConfig::with_cases(500), |(series in series)| {
+            let telemetry = Telemetry::new();
+            let store = Arc::new(SeriesStore::new(Duration::from_secs(60), telemetry.clone()));
+            let now = tokio::time::Instant::now();
+            for (name, counter, help, labels, value) in series {
+                store.apply(
+                    SeriesUpdate {
+                        family: name.to_string(),
+                        kind: if counter { MetricKind::Counter } else { MetricKind::Gauge },
+                        original: help.to_string(),
+                        labels: labels
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                        value: Value::Set(value),
+                    },
+                    now,
+                );
+            }
+            for format in [Format::PrometheusText, Format::OpenMetrics] {
+                let mut ours = String::new();
+                write_families(&mut ours, &store.snapshot(), format);
+                prop_assert_eq!(&ours, &reference::encode(&store, format));
+            }
+        });
+    }
 
     /// A store with a counter, a gauge with a unit and a gauge whose name
     /// and label need escaping.

@@ -23,9 +23,40 @@ use crate::telemetry::{PREFIX, Telemetry};
 pub type StoredLabels = Arc<[(Text, Text)]>;
 
 /// An interned string behind a thin pointer, so that a label takes 16 bytes
-/// in a stored set instead of 32. Compares, orders and hashes as its text.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// in a stored set instead of 32. Compares, orders and hashes as its text;
+/// two handles on the same interned string are equal without reading it,
+/// which spares a scrape's sort most of its string comparisons.
+#[derive(Clone)]
 pub struct Text(Arc<Box<str>>);
+
+impl std::hash::Hash for Text {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (**self.0).hash(state);
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || **self.0 == **other.0
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialOrd for Text {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Text {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return std::cmp::Ordering::Equal;
+        }
+        (**self.0).cmp(&**other.0)
+    }
+}
 
 impl Text {
     fn new(text: &str) -> Self {
