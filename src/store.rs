@@ -364,21 +364,14 @@ impl SeriesStore {
     /// Applies one owned update at time `now`.
     pub fn apply(&self, update: SeriesUpdate, now: Instant) -> Applied {
         let labels = LabelSet::from_labels(&update.labels);
-        self.apply_update(
-            &Update {
-                family: &update.family,
-                kind: update.kind,
-                original: &update.original,
-                labels: &labels,
-                value: update.value,
-            },
-            now,
-        )
-    }
-
-    /// Applies one update at time `now`.
-    pub fn apply_update(&self, update: &Update<'_>, now: Instant) -> Applied {
-        self.apply_cached(update, now, &mut FamilyCache::default())
+        let update = Update {
+            family: &update.family,
+            kind: update.kind,
+            original: &update.original,
+            labels: &labels,
+            value: update.value,
+        };
+        self.apply_cached(&update, now, &mut FamilyCache::default())
     }
 
     /// Applies one update at time `now`, checking its family against the

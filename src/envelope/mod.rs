@@ -230,8 +230,7 @@ fn utf8_opt<'a>(
 /// sort costs more than the comparison.
 #[inline]
 pub(crate) fn by_key(a: &str, b: &str) -> std::cmp::Ordering {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let (mut a_rest, mut b_rest) = (a, b);
+    let (mut a_rest, mut b_rest) = (a.as_bytes(), b.as_bytes());
     while let (Some((x, a_next)), Some((y, b_next))) = (
         a_rest.split_first_chunk::<8>(),
         b_rest.split_first_chunk::<8>(),

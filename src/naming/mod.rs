@@ -98,15 +98,12 @@ pub struct Update<'a> {
 impl Update<'_> {
     /// The HELP text of the family this update belongs to.
     pub fn help(&self) -> String {
-        format!("Cloud Foundry {} '{}'", self.kind.as_str(), self.original)
+        self.kind.help(self.original)
     }
 
     /// The sample name under which the value is exposed.
     pub fn sample_name(&self) -> Cow<'_, str> {
-        match self.kind {
-            MetricKind::Gauge => Cow::Borrowed(self.family),
-            MetricKind::Counter => Cow::Owned(format!("{}_total", self.family)),
-        }
+        self.kind.sample_name(self.family)
     }
 
     /// An owned copy.
@@ -138,6 +135,19 @@ impl MetricKind {
             MetricKind::Counter => "counter",
         }
     }
+
+    /// The HELP text of a family of this kind emitted as `original`.
+    pub fn help(self, original: &str) -> String {
+        format!("Cloud Foundry {} '{}'", self.as_str(), original)
+    }
+
+    /// The name under which the samples of family `family` are exposed.
+    pub fn sample_name(self, family: &str) -> Cow<'_, str> {
+        match self {
+            MetricKind::Gauge => Cow::Borrowed(family),
+            MetricKind::Counter => Cow::Owned(format!("{family}_total")),
+        }
+    }
 }
 
 /// How an update changes a series' value.
@@ -167,14 +177,11 @@ pub struct SeriesUpdate {
 impl SeriesUpdate {
     /// The HELP text of the family this update belongs to.
     pub fn help(&self) -> String {
-        format!("Cloud Foundry {} '{}'", self.kind.as_str(), self.original)
+        self.kind.help(&self.original)
     }
 
     /// The sample name under which the value is exposed.
     pub fn sample_name(&self) -> String {
-        match self.kind {
-            MetricKind::Gauge => self.family.clone(),
-            MetricKind::Counter => format!("{}_total", self.family),
-        }
+        self.kind.sample_name(&self.family).into_owned()
     }
 }
