@@ -1,17 +1,19 @@
 //! Ingestion: frames from a source are decoded, translated under the naming
 //! scheme and applied to the store, with every rejection counted.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 
-use crate::envelope::{self, DecodeError, EnvelopeRef};
+use crate::envelope::{self, DecodeError, EnvelopeRef, Payload, WireEnvelope};
 use crate::filter::Filters;
 use crate::naming::native::NativeScheme;
 use crate::source::FrameReceiver;
-use crate::store::{FamilyCache, SeriesStore};
+use crate::store::{FamilyCache, SeriesHandle, SeriesStore};
 use crate::telemetry::Telemetry;
 
 /// Counters looked up once, not per envelope.
@@ -37,6 +39,128 @@ impl Counters {
     }
 }
 
+/// The most bytes a task spends on remembering envelopes; beyond this it
+/// starts over.
+const KNOWN_BYTES_MAX: usize = 16 << 20;
+
+/// Envelopes one task has translated, by identity (see
+/// [`NativeScheme::identity`]), with the series their updates went to. An
+/// envelope seen before updates the same series with its new values, without
+/// its tags being sorted or its label sets built, hashed and compared again.
+#[derive(Debug, Default, Clone)]
+struct KnownEnvelopes {
+    /// The store's generation the handles are from.
+    generation: u64,
+    /// Roughly what the entries take.
+    bytes: usize,
+    /// By the hash of the identity.
+    entries: HashMap<u64, Known, BuildHasherDefault<PassThrough>>,
+    /// The identity of the envelope at hand.
+    identity: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+struct Known {
+    identity: Box<[u8]>,
+    /// One per update, in the order the scheme yields them.
+    series: Handles,
+}
+
+/// The series of a known envelope: nearly always one, kept in the table's
+/// entry so that finding it costs no further cache miss.
+#[derive(Debug, Clone)]
+enum Handles {
+    One(SeriesHandle),
+    Many(Box<[SeriesHandle]>),
+}
+
+impl Handles {
+    fn as_slice(&self) -> &[SeriesHandle] {
+        match self {
+            Handles::One(handle) => std::slice::from_ref(handle),
+            Handles::Many(all) => all,
+        }
+    }
+}
+
+impl From<Vec<SeriesHandle>> for Handles {
+    fn from(mut all: Vec<SeriesHandle>) -> Self {
+        match all.pop() {
+            Some(one) if all.is_empty() => Handles::One(one),
+            Some(last) => {
+                all.push(last);
+                Handles::Many(all.into())
+            }
+            None => Handles::Many(Box::default()),
+        }
+    }
+}
+
+impl KnownEnvelopes {
+    /// Forgets everything when the store has forgotten series since.
+    fn follow(&mut self, generation: u64) {
+        if self.generation != generation {
+            self.entries.clear();
+            self.bytes = 0;
+            self.generation = generation;
+        }
+    }
+
+    /// The entry for the identity at hand, whose hash is `hash`.
+    fn get(&self, hash: u64) -> Option<&Known> {
+        self.entries
+            .get(&hash)
+            .filter(|known| *known.identity == *self.identity)
+    }
+
+    fn insert(&mut self, hash: u64, series: Vec<SeriesHandle>) {
+        let known = Known {
+            identity: self.identity.as_slice().into(),
+            series: series.into(),
+        };
+        let bytes = known.size();
+        if self.bytes + bytes > KNOWN_BYTES_MAX {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        if let Some(old) = self.entries.insert(hash, known) {
+            self.bytes -= old.size();
+        }
+        self.bytes += bytes;
+    }
+}
+
+impl Known {
+    /// Roughly the bytes the entry takes, in the table and beyond.
+    fn size(&self) -> usize {
+        let beyond = match &self.series {
+            Handles::One(_) => 0,
+            Handles::Many(all) => std::mem::size_of_val::<[SeriesHandle]>(all),
+        };
+        std::mem::size_of::<(u64, Known)>() + self.identity.len() + beyond
+    }
+}
+
+/// The keys of [`KnownEnvelopes`] are already hashes.
+#[derive(Debug, Default, Clone, Copy)]
+struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// Decodes, translates and stores frames. Clones share the store and
 /// counters, so that several connections can each have their own.
 #[derive(Debug, Clone)]
@@ -47,6 +171,8 @@ pub struct Ingest {
     counters: Counters,
     filters: Filters,
     families: FamilyCache,
+    known: KnownEnvelopes,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl Ingest {
@@ -60,6 +186,8 @@ impl Ingest {
             counters,
             filters: Filters::default(),
             families: FamilyCache::default(),
+            known: KnownEnvelopes::default(),
+            hasher: Default::default(),
         }
     }
 
@@ -72,8 +200,8 @@ impl Ingest {
     /// Handles one frame: a malformed or unusable one is counted and skipped.
     /// The envelope's strings are read in place, not copied.
     pub fn frame(&mut self, frame: &[u8], now: tokio::time::Instant) {
-        envelope::with_checked(frame, |checked| match checked {
-            Ok(envelope) => self.envelope(&envelope, now),
+        envelope::with_checked_wire(frame, |checked| match checked {
+            Ok(envelope) => self.envelope(envelope, now),
             Err(error) => {
                 let counter = match error {
                     DecodeError::Malformed(_) | DecodeError::InvalidUtf8(_) => {
@@ -87,7 +215,8 @@ impl Ingest {
         })
     }
 
-    fn envelope(&mut self, envelope: &EnvelopeRef<'_>, now: tokio::time::Instant) {
+    fn envelope(&mut self, wire: WireEnvelope<'_>, now: tokio::time::Instant) {
+        let envelope = wire.as_sent();
         let slot = match envelope.event_type as i32 {
             n @ 4..=9 => (n - 3) as usize,
             _ => 0,
@@ -105,11 +234,64 @@ impl Ingest {
             self.telemetry.envelopes_filtered.inc();
             return;
         }
+        if matches!(envelope.payload, Payload::Other) {
+            return;
+        }
+        if self.filters.filters_names() {
+            return self.translate_filtered(&wire.sorted(), now);
+        }
+        let (scheme, store, known) = (&self.scheme, &self.store, &mut self.known);
+        known.follow(store.generation());
+        scheme.identity(envelope, &mut known.identity);
+        let hash = self.hasher.hash_one(known.identity.as_slice());
+        // Updates whose series has expired since, by position.
+        let mut stale = 0u8;
+        if let Some(entry) = known.get(hash) {
+            let mut series = entry.series.as_slice().iter();
+            let mut position = 0;
+            scheme.values_each(envelope, |value| {
+                match series.next() {
+                    Some(handle) if store.apply_known(handle, value, now) => {}
+                    _ => stale |= 1 << position,
+                }
+                position += 1;
+            });
+            if stale == 0 {
+                return;
+            }
+            known.entries.remove(&hash);
+        }
+        let envelope = wire.sorted();
+        let families = &mut self.families;
+        if stale != 0 {
+            let mut position = 0;
+            scheme.translate_each(&envelope, |update| {
+                if stale & (1 << position) != 0 {
+                    store.apply_cached(&update, now, families);
+                }
+                position += 1;
+            });
+            return;
+        }
+        let (mut series, mut complete) = (Vec::with_capacity(5), true);
+        scheme.translate_each(&envelope, |update| {
+            match store.apply_tracked(&update, now, families) {
+                Ok(handle) => series.push(handle),
+                Err(_) => complete = false,
+            }
+        });
+        if complete && !series.is_empty() {
+            known.insert(hash, series);
+        }
+    }
+
+    /// Translates and stores an envelope when metric names are filtered.
+    fn translate_filtered(&mut self, envelope: &EnvelopeRef<'_>, now: tokio::time::Instant) {
         let (filters, store, families) = (&self.filters, &self.store, &mut self.families);
         let (mut yielded, mut kept) = (0, 0);
         self.scheme.translate_each(envelope, |update| {
             yielded += 1;
-            if filters.filters_names() && !filters.keeps_name(&update.sample_name()) {
+            if !filters.keeps_name(&update.sample_name()) {
                 return;
             }
             kept += 1;
@@ -147,9 +329,229 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::envelope::events::ValueMetric;
+    use crate::envelope::events::{ContainerMetric, CounterEvent, ValueMetric};
     use crate::envelope::{Envelope, with_checked};
     use prost::Message;
+
+    /// One tag as a map entry on the wire, to be appended to a frame.
+    fn tag_entry(key: &str, value: &str) -> Vec<u8> {
+        let mut entry = vec![0x0a, key.len() as u8];
+        entry.extend_from_slice(key.as_bytes());
+        entry.extend_from_slice(&[0x12, value.len() as u8]);
+        entry.extend_from_slice(value.as_bytes());
+        let mut field = vec![0x8a, 0x01, entry.len() as u8];
+        field.extend(entry);
+        field
+    }
+
+    /// What a test stream does next.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// A frame and how many seconds pass before it.
+        Frame(Vec<u8>, u64),
+        /// The sweeper runs.
+        Sweep,
+    }
+
+    fn steps() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
+        use proptest::prelude::*;
+        let pick = |values: &'static [&'static str]| prop::sample::select(values.to_vec());
+        let tags = prop::collection::vec(
+            (
+                pick(&[
+                    "a",
+                    "b",
+                    "source_id",
+                    "instance_id",
+                    "origin",
+                    "__x",
+                    "bad.key",
+                    "unit",
+                ]),
+                pick(&["1", "2", ""]),
+            ),
+            0..5,
+        );
+        let payload = prop_oneof![
+            (pick(&["m1", "m.2"]), -5.0..5.0f64, pick(&["", "B"])).prop_map(
+                |(name, value, unit)| {
+                    (
+                        6,
+                        Some(ValueMetric {
+                            name: name.into(),
+                            value,
+                            unit: unit.into(),
+                        }),
+                        None,
+                        None,
+                    )
+                }
+            ),
+            (
+                pick(&["c1", "c1_total", "m1"]),
+                0..100u64,
+                prop::option::of(0..1000u64)
+            )
+                .prop_map(|(name, delta, total)| {
+                    (
+                        7,
+                        None,
+                        Some(CounterEvent {
+                            name: name.into(),
+                            delta,
+                            total,
+                        }),
+                        None,
+                    )
+                }),
+            (
+                pick(&["app1", "app2"]),
+                0..2i32,
+                prop::option::of(1..10u64),
+                prop::option::of(1..10u64)
+            )
+                .prop_map(|(app, instance, memory_quota, disk_quota)| {
+                    (
+                        9,
+                        None,
+                        None,
+                        Some(ContainerMetric {
+                            application_id: app.into(),
+                            instance_index: instance,
+                            cpu_percentage: f64::from(instance) + 0.5,
+                            memory_bytes: 7,
+                            disk_bytes: 9,
+                            memory_bytes_quota: memory_quota,
+                            disk_bytes_quota: disk_quota,
+                        }),
+                    )
+                }),
+        ];
+        let frame = (
+            pick(&["rep", "gorouter"]),
+            prop::option::of(pick(&["cf", ""])),
+            pick(&["z1/0", "z1/1"]),
+            payload,
+            tags,
+            0..400u64,
+        )
+            .prop_map(|(origin, deployment, index, payload, tags, after)| {
+                let (event_type, value_metric, counter_event, container_metric) = payload;
+                let envelope = Envelope {
+                    origin: origin.into(),
+                    event_type,
+                    deployment: deployment.map(Into::into),
+                    index: Some(index.into()),
+                    value_metric,
+                    counter_event,
+                    container_metric,
+                    ..Default::default()
+                };
+                let mut frame = envelope.encode_to_vec();
+                for (key, value) in tags {
+                    frame.extend(tag_entry(key, value));
+                }
+                Step::Frame(frame, after)
+            });
+        let step = prop_oneof![10 => frame, 1 => Just(Step::Sweep)];
+        prop::collection::vec(step, 1..60)
+    }
+
+    /// Envelopes seen before go to the series they went to, without their
+    /// labels being built again: whatever the stream (tags in any order or
+    /// sent twice, counters with and without totals, container metrics with
+    /// and without quotas, names taken by another type, series expiring in
+    /// between), the store ends as when every update is translated afresh.
+    #[test]
+    fn known_envelopes_update_the_series_a_fresh_translation_would() {
+        use proptest::prelude::*;
+        let runner_config = ProptestConfig {
+            cases: 500,
+            ..ProptestConfig::default()
+        };
+        proptest!(runner_config, |(steps in steps(), environment in any::<bool>())| {
+            let scheme = NativeScheme::new(environment.then(|| "prod".to_string()))
+                .with_drop_tags(["b".to_string()]);
+            let telemetry = Telemetry::new();
+            let expiration = Duration::from_secs(600);
+            let store = Arc::new(SeriesStore::new(expiration, telemetry.clone()));
+            let fresh = SeriesStore::new(expiration, Telemetry::new());
+            let mut ingest = Ingest::new(scheme.clone(), store.clone(), telemetry);
+            let mut now = tokio::time::Instant::now();
+            let mut updates = Vec::new();
+            for step in steps {
+                match step {
+                    Step::Frame(frame, after) => {
+                        now += Duration::from_secs(after);
+                        ingest.frame(&frame, now);
+                        if let Ok(envelope) = envelope::decode(&frame) {
+                            updates.clear();
+                            scheme.translate(&envelope, &mut updates);
+                            for update in updates.drain(..) {
+                                fresh.apply(update, now);
+                            }
+                        }
+                    }
+                    Step::Sweep => {
+                        prop_assert_eq!(store.sweep(now), fresh.sweep(now));
+                    }
+                }
+            }
+            prop_assert_eq!(store.snapshot(), fresh.snapshot());
+            prop_assert_eq!(store.len(), fresh.len());
+        });
+    }
+
+    /// A counter whose series expired while its envelope was known starts a
+    /// new series at its delta: the update is applied once, not twice, and
+    /// the envelope is known again from then on.
+    #[test]
+    fn an_expired_series_is_created_again_once() {
+        let telemetry = Telemetry::new();
+        let store = Arc::new(SeriesStore::new(
+            Duration::from_secs(600),
+            telemetry.clone(),
+        ));
+        let mut ingest = Ingest::new(NativeScheme::default(), store.clone(), telemetry);
+        let counter = |delta| {
+            let mut frame = Envelope {
+                origin: "gorouter".into(),
+                event_type: 7,
+                counter_event: Some(CounterEvent {
+                    name: "requests".into(),
+                    delta,
+                    total: None,
+                }),
+                ..Default::default()
+            }
+            .encode_to_vec();
+            frame.extend(tag_entry("component", "route-emitter"));
+            frame
+        };
+        let start = tokio::time::Instant::now();
+        ingest.frame(&counter(5), start);
+        ingest.frame(&counter(2), start);
+        let value = |store: &SeriesStore| store.snapshot()[0].series[0].1;
+        assert_eq!(value(&store), 7.0);
+        let later = start + Duration::from_secs(601);
+        assert_eq!(store.sweep(later), 1);
+        assert!(store.is_empty());
+        ingest.frame(&counter(3), later);
+        assert_eq!(store.len(), 1);
+        assert_eq!(value(&store), 3.0);
+        ingest.frame(&counter(4), later);
+        assert_eq!(value(&store), 7.0);
+        // The same when the sweeper runs between the task's look at the
+        // store's generation and its update: the handle finds no series.
+        let latest = later + Duration::from_secs(601);
+        assert_eq!(store.sweep(latest), 1);
+        ingest.known.generation = store.generation();
+        ingest.frame(&counter(6), latest);
+        assert_eq!(store.len(), 1);
+        assert_eq!(value(&store), 6.0);
+        ingest.frame(&counter(1), latest);
+        assert_eq!(value(&store), 7.0);
+    }
 
     /// Decoding borrows the frame's bytes for one call only: what the store
     /// keeps is its own, and overwriting or freeing the frame afterwards

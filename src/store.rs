@@ -240,6 +240,17 @@ struct FamilyMeta {
     help: Arc<str>,
 }
 
+/// A series as one ingestion task found it, to update it again without its
+/// labels: its key, and the shared family name and label set it holds. The
+/// handle holds them too, so while it lives no other name or label set can
+/// be allocated where they are, and comparing addresses is exact.
+#[derive(Debug, Clone)]
+pub struct SeriesHandle {
+    key: u64,
+    family: Text,
+    labels: StoredLabels,
+}
+
 /// What became of one update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -361,6 +372,13 @@ impl SeriesStore {
         self.expiration
     }
 
+    /// A number that changes whenever series or families have been
+    /// forgotten: what a task remembers of the store from before a change
+    /// may be stale.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Applies one owned update at time `now`.
     pub fn apply(&self, update: SeriesUpdate, now: Instant) -> Applied {
         let labels = LabelSet::from_labels(&update.labels);
@@ -384,6 +402,49 @@ impl SeriesStore {
         now: Instant,
         cache: &mut FamilyCache,
     ) -> Applied {
+        self.apply_inner::<false>(update, now, cache).0
+    }
+
+    /// As [`SeriesStore::apply_cached`], and when the update reached a series,
+    /// a handle on it for [`SeriesStore::apply_known`].
+    pub fn apply_tracked(
+        &self,
+        update: &Update<'_>,
+        now: Instant,
+        cache: &mut FamilyCache,
+    ) -> Result<SeriesHandle, Applied> {
+        match self.apply_inner::<true>(update, now, cache) {
+            (_, Some(handle)) => Ok(handle),
+            (applied, None) => Err(applied),
+        }
+    }
+
+    /// Sets the value of the series `handle` is on, if it is still stored:
+    /// false when it has expired since, and the update needs its labels.
+    /// Neither the family nor the labels are read: the series is the one in
+    /// its bucket with the same shared name and label set.
+    pub fn apply_known(&self, handle: &SeriesHandle, value: Value, now: Instant) -> bool {
+        let now = self.seconds(now);
+        let Some(mut bucket) = self.series.get_mut(&handle.key) else {
+            return false;
+        };
+        match bucket.as_mut_slice().iter_mut().find(|s| {
+            Arc::ptr_eq(&s.labels, &handle.labels) && Arc::ptr_eq(&s.family.0, &handle.family.0)
+        }) {
+            Some(series) => {
+                series.set(value, now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn apply_inner<const TRACK: bool>(
+        &self,
+        update: &Update<'_>,
+        now: Instant,
+        cache: &mut FamilyCache,
+    ) -> (Applied, Option<SeriesHandle>) {
         let generation = self.generation.load(Ordering::Acquire);
         if cache.generation != generation || cache.kinds.len() >= FAMILY_CACHE_MAX {
             cache.kinds.clear();
@@ -393,7 +454,7 @@ impl SeriesStore {
             Some(&(kind, hash)) if kind == update.kind => hash,
             _ => {
                 if self.family(update).is_none() {
-                    return Applied::Conflict;
+                    return (Applied::Conflict, None);
                 }
                 let hash = hash_family(update.family);
                 cache
@@ -404,39 +465,52 @@ impl SeriesStore {
         };
         let now = self.seconds(now);
         let key = series_key(family_hash, update.labels);
+        let handle = |series: &Series| {
+            TRACK.then(|| SeriesHandle {
+                key,
+                family: series.family.clone(),
+                labels: series.labels.clone(),
+            })
+        };
         if let Some(mut bucket) = self.series.get_mut(&key)
             && let Some(series) = find(&mut bucket, update)
         {
             series.set(update.value, now);
-            return Applied::Updated;
+            return (Applied::Updated, handle(series));
         }
         // A new series. The family's shared name is taken before the shard's
         // lock, never under it: the sweeper takes them in that order.
         let Some(family) = self.family(update) else {
-            return Applied::Conflict;
+            return (Applied::Conflict, None);
         };
-        match self.series.entry(key) {
+        let created = match self.series.entry(key) {
             dashmap::Entry::Occupied(mut entry) => {
                 let bucket = entry.get_mut();
                 // Another task may have created it meanwhile.
                 if let Some(series) = find(bucket, update) {
                     series.set(update.value, now);
-                    return Applied::Updated;
+                    return (Applied::Updated, handle(series));
                 }
                 if !self.reserve() {
-                    return Applied::OverCap;
+                    return (Applied::OverCap, None);
                 }
-                bucket.push(self.new_series(family, update, now));
+                let series = self.new_series(family, update, now);
+                let created = handle(&series);
+                bucket.push(series);
+                created
             }
             dashmap::Entry::Vacant(entry) => {
                 if !self.reserve() {
-                    return Applied::OverCap;
+                    return (Applied::OverCap, None);
                 }
-                entry.insert(Chain::One(self.new_series(family, update, now)));
+                let series = self.new_series(family, update, now);
+                let created = handle(&series);
+                entry.insert(Chain::One(series));
+                created
             }
-        }
+        };
         self.telemetry.series.set(self.len() as i64);
-        Applied::Created
+        (Applied::Created, created)
     }
 
     /// `at` in whole seconds since the epoch.

@@ -126,12 +126,13 @@ pub struct EnvelopeRef<'a> {
 }
 
 impl<'a> EnvelopeRef<'a> {
-    /// The value of tag `key`, if sent.
+    /// The value of tag `key`, if sent (the last one sent, if sent twice).
     pub fn tag(&self, key: &str) -> Option<&'a str> {
         self.tags
-            .binary_search_by(|(k, _)| (*k).cmp(key))
-            .ok()
-            .map(|i| self.tags[i].1)
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
     }
 
     /// The counter older Dopplers inject into a subscription they drop messages from.
@@ -153,7 +154,48 @@ pub fn with_checked<R>(
     frame: &[u8],
     f: impl FnOnce(Result<EnvelopeRef<'_>, DecodeError>) -> R,
 ) -> R {
+    with_view(frame, |view| {
+        f(view.and_then(validate).map(WireEnvelope::sorted))
+    })
+}
+
+/// As [`with_checked`], but the tags are left as sent, for a caller that
+/// may not need them sorted.
+pub fn with_checked_wire<R>(
+    frame: &[u8],
+    f: impl FnOnce(Result<WireEnvelope<'_>, DecodeError>) -> R,
+) -> R {
     with_view(frame, |view| f(view.and_then(validate)))
+}
+
+/// A checked envelope whose tags are still in wire order, a key possibly
+/// more than once. [`WireEnvelope::sorted`] makes it an [`EnvelopeRef`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct WireEnvelope<'a>(EnvelopeRef<'a>);
+
+impl<'a> WireEnvelope<'a> {
+    /// The envelope with its tags in wire order, as sent: every field reads
+    /// as in the sorted envelope, [`EnvelopeRef::tag`] included, but the
+    /// `tags` vector is neither sorted nor free of repeated keys.
+    pub fn as_sent(&self) -> &EnvelopeRef<'a> {
+        &self.0
+    }
+
+    /// The envelope with its tags sorted by key, one per key: the last sent
+    /// wins, as for a protobuf map.
+    pub fn sorted(self) -> EnvelopeRef<'a> {
+        let mut e = self.0;
+        // Sorted by key, wire order kept among equal keys; then the last wins.
+        e.tags.sort_by(|a: &(&str, &str), b| by_key(a.0, b.0));
+        e.tags.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                earlier.1 = later.1;
+            }
+            same
+        });
+        e
+    }
 }
 
 /// Decodes one frame as a view whose `Bytes` fields are slices of `frame`,
@@ -163,19 +205,47 @@ pub fn with_checked<R>(
 /// slices: cloning and dropping them costs nothing, where slices of a shared
 /// buffer would each take and give back a reference in an atomic count. They
 /// claim a `'static` lifetime they do not have, so they must not outlive this
-/// call: the view stays here and is dropped before it returns, `f` only sees
+/// call: the view is emptied before it returns (or unwinds), `f` only sees
 /// it by reference for the duration of the call, and this function is private
 /// to this module, whose callers only take `&str` borrows from it (whose
 /// lifetime the borrow checker ties to the view).
+///
+/// The view is the thread's own, emptied and reused from frame to frame, so
+/// that its tag list keeps its allocation.
 #[allow(unsafe_code)]
 fn with_view<R>(frame: &[u8], f: impl FnOnce(Result<&view::Envelope, DecodeError>) -> R) -> R {
+    thread_local! {
+        static VIEW: std::cell::RefCell<view::Envelope> = Default::default();
+    }
+    /// Empties the view when dropped, so that no slice of a frame stays in it.
+    struct Emptied<'v>(std::cell::RefMut<'v, view::Envelope>);
+    impl Drop for Emptied<'_> {
+        fn drop(&mut self) {
+            self.0.clear();
+        }
+    }
     // SAFETY: see above; `frame` outlives every use of the slices made from it,
-    // because nothing made from them is returned or stored.
+    // because nothing made from them is returned or stored, and the view that
+    // holds them is emptied before this function returns or unwinds.
     let bytes: &'static [u8] = unsafe { std::mem::transmute::<&[u8], &'static [u8]>(frame) };
-    let view = view::Envelope::decode(BorrowedFrame(bytes)).map_err(DecodeError::from);
-    let result = f(view.as_ref().map_err(Clone::clone));
-    drop(view);
-    result
+    VIEW.with(|cell| match cell.try_borrow_mut() {
+        Ok(view) => {
+            let mut view = Emptied(view);
+            // Empty already; cleared again in case a decode error left a part.
+            view.0.clear();
+            match view.0.merge(BorrowedFrame(bytes)) {
+                Ok(()) => f(Ok(&view.0)),
+                Err(error) => f(Err(error.into())),
+            }
+        }
+        // `f` decodes another frame: that one gets a view of its own.
+        Err(_) => {
+            let view = view::Envelope::decode(BorrowedFrame(bytes)).map_err(DecodeError::from);
+            let result = f(view.as_ref().map_err(Clone::clone));
+            drop(view);
+            result
+        }
+    })
 }
 
 /// A frame being decoded whose `copy_to_bytes` hands out slices of itself
@@ -256,7 +326,7 @@ pub(crate) fn by_key(a: &str, b: &str) -> std::cmp::Ordering {
 /// shows as an empty name or application id; those are rejected here rather
 /// than turned into nameless series. The payloads of events the exporter does
 /// not translate (HTTP, log, error) are only checked for presence.
-fn validate(e: &view::Envelope) -> Result<EnvelopeRef<'_>, DecodeError> {
+fn validate(e: &view::Envelope) -> Result<WireEnvelope<'_>, DecodeError> {
     let origin = utf8(&e.origin, "origin")?;
     let deployment = utf8_opt(&e.deployment, "deployment")?;
     let job = utf8_opt(&e.job, "job")?;
@@ -268,15 +338,6 @@ fn validate(e: &view::Envelope) -> Result<EnvelopeRef<'_>, DecodeError> {
         let value = utf8(tag.value.as_deref().unwrap_or_default(), "tag value")?;
         tags.push((key, value));
     }
-    // Sorted by key, wire order kept among equal keys; then the last wins.
-    tags.sort_by(|a: &(&str, &str), b| by_key(a.0, b.0));
-    tags.dedup_by(|later, earlier| {
-        let same = later.0 == earlier.0;
-        if same {
-            earlier.1 = later.1;
-        }
-        same
-    });
     let value_metric = match &e.value_metric {
         Some(m) => Some((
             utf8(&m.name, "valueMetric.name")?,
@@ -334,7 +395,7 @@ fn validate(e: &view::Envelope) -> Result<EnvelopeRef<'_>, DecodeError> {
         EventType::Error if e.error.is_none() => return Err(missing("error")),
         EventType::HttpStartStop | EventType::LogMessage | EventType::Error => Payload::Other,
     };
-    Ok(EnvelopeRef {
+    Ok(WireEnvelope(EnvelopeRef {
         origin,
         event_type: event,
         deployment,
@@ -343,7 +404,7 @@ fn validate(e: &view::Envelope) -> Result<EnvelopeRef<'_>, DecodeError> {
         ip,
         tags,
         payload,
-    })
+    }))
 }
 
 /// Decodes and checks one frame by the rules of [`validate`], as an owned
@@ -354,7 +415,7 @@ pub fn decode(frame: &[u8]) -> Result<Envelope, DecodeError> {
 }
 
 fn owned(raw: &view::Envelope) -> Result<Envelope, DecodeError> {
-    let e = validate(raw)?;
+    let e = validate(raw)?.sorted();
     let owned = |s: Option<&str>| s.map(str::to_owned);
     let mut envelope = Envelope {
         origin: e.origin.to_owned(),

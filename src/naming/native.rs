@@ -49,7 +49,13 @@ impl NativeScheme {
     /// Calls `apply` with each update `envelope` yields, borrowing from the
     /// envelope. Envelopes that carry no metric (logs, HTTP events, errors)
     /// yield nothing. The label set is built and hashed once per envelope.
+    /// The tags must be sorted, one per key, as [`envelope::with_checked`]
+    /// and [`envelope::WireEnvelope::sorted`] give them.
     pub fn translate_each(&self, envelope: &EnvelopeRef<'_>, mut apply: impl FnMut(Update<'_>)) {
+        debug_assert!(
+            envelope.tags.windows(2).all(|w| w[0].0 < w[1].0),
+            "tags sorted, one per key"
+        );
         match envelope.payload {
             Payload::Value { name, value, unit } => {
                 let Some(family) = sanitize_metric_name(name) else {
@@ -111,25 +117,13 @@ impl NativeScheme {
                 };
                 let cpu_labels = self.label_set(envelope, container("percentage"));
                 let labels = self.label_set(envelope, container("bytes"));
-                let gauges = [
-                    ("cpu", "containerMetric.cpuPercentage", Some(cpu_percentage)),
-                    (
-                        "memory",
-                        "containerMetric.memoryBytes",
-                        Some(memory_bytes as f64),
-                    ),
-                    ("disk", "containerMetric.diskBytes", Some(disk_bytes as f64)),
-                    (
-                        "memory_quota",
-                        "containerMetric.memoryBytesQuota",
-                        memory_bytes_quota.map(|q| q as f64),
-                    ),
-                    (
-                        "disk_quota",
-                        "containerMetric.diskBytesQuota",
-                        disk_bytes_quota.map(|q| q as f64),
-                    ),
-                ];
+                let gauges = container_gauges(
+                    cpu_percentage,
+                    memory_bytes,
+                    disk_bytes,
+                    memory_bytes_quota,
+                    disk_bytes_quota,
+                );
                 for (family, original, value) in gauges {
                     let Some(value) = value else { continue };
                     apply(Update {
@@ -146,6 +140,99 @@ impl NativeScheme {
                 }
             }
             Payload::Other => {}
+        }
+    }
+
+    /// The values of the updates [`NativeScheme::translate_each`] yields for
+    /// `envelope`, in the same order, without their names and labels: what
+    /// an envelope carries besides its identity.
+    pub fn values_each(&self, envelope: &EnvelopeRef<'_>, mut value: impl FnMut(Value)) {
+        match envelope.payload {
+            Payload::Value { name, value: v, .. } => {
+                if !name.is_empty() {
+                    value(Value::Set(v));
+                }
+            }
+            Payload::Counter { name, delta, total } => {
+                if !name.is_empty() {
+                    value(match total {
+                        Some(total) => Value::Set(total as f64),
+                        None => Value::Add(delta as f64),
+                    });
+                }
+            }
+            Payload::Container {
+                cpu_percentage,
+                memory_bytes,
+                disk_bytes,
+                memory_bytes_quota,
+                disk_bytes_quota,
+                ..
+            } => {
+                let gauges = container_gauges(
+                    cpu_percentage,
+                    memory_bytes,
+                    disk_bytes,
+                    memory_bytes_quota,
+                    disk_bytes_quota,
+                );
+                for (_, _, v) in gauges {
+                    if let Some(v) = v {
+                        value(Value::Set(v));
+                    }
+                }
+            }
+            Payload::Other => {}
+        }
+    }
+
+    /// Writes to `out` everything of `envelope` that the names and label sets
+    /// of its updates depend on, and nothing else: two envelopes with the
+    /// same identity yield updates for the same series, in the same order.
+    /// Tags are taken as they come: the same tags in another order, or a
+    /// key sent twice, give another identity (for the same series).
+    pub fn identity(&self, envelope: &EnvelopeRef<'_>, out: &mut Vec<u8>) {
+        fn put(out: &mut Vec<u8>, text: &str) {
+            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            out.extend_from_slice(text.as_bytes());
+        }
+        out.clear();
+        out.push(envelope.event_type as u8);
+        put(out, envelope.origin);
+        for field in [
+            envelope.deployment,
+            envelope.job,
+            envelope.index,
+            envelope.ip,
+        ] {
+            put(out, field.unwrap_or_default());
+        }
+        match envelope.payload {
+            Payload::Value { name, unit, .. } => {
+                put(out, name);
+                put(out, unit);
+            }
+            Payload::Counter { name, .. } => put(out, name),
+            Payload::Container {
+                application_id,
+                instance_index,
+                memory_bytes_quota,
+                disk_bytes_quota,
+                ..
+            } => {
+                put(out, application_id);
+                out.extend_from_slice(&instance_index.to_le_bytes());
+                out.push(
+                    u8::from(memory_bytes_quota.is_some())
+                        | u8::from(disk_bytes_quota.is_some()) << 1,
+                );
+            }
+            Payload::Other => {}
+        }
+        out.extend_from_slice(&(envelope.tags.len() as u32).to_le_bytes());
+        for (key, value) in &envelope.tags {
+            put(out, key);
+            put(out, value);
         }
     }
 
@@ -242,6 +329,35 @@ impl NativeScheme {
         labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         LabelSet::from_sorted(labels)
     }
+}
+
+/// A container metric's gauges: family, original name and value, if sent.
+fn container_gauges(
+    cpu_percentage: f64,
+    memory_bytes: u64,
+    disk_bytes: u64,
+    memory_bytes_quota: Option<u64>,
+    disk_bytes_quota: Option<u64>,
+) -> [(&'static str, &'static str, Option<f64>); 5] {
+    [
+        ("cpu", "containerMetric.cpuPercentage", Some(cpu_percentage)),
+        (
+            "memory",
+            "containerMetric.memoryBytes",
+            Some(memory_bytes as f64),
+        ),
+        ("disk", "containerMetric.diskBytes", Some(disk_bytes as f64)),
+        (
+            "memory_quota",
+            "containerMetric.memoryBytesQuota",
+            memory_bytes_quota.map(|q| q as f64),
+        ),
+        (
+            "disk_quota",
+            "containerMetric.diskBytesQuota",
+            disk_bytes_quota.map(|q| q as f64),
+        ),
+    ]
 }
 
 /// The labels the exporter sets beyond the envelope's own fields.
