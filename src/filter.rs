@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use regex::Regex;
 
-use crate::envelope::{EVENT_TYPE_NAMES, EnvelopeRef, event_type_name};
+use crate::envelope::{EVENT_TYPE_NAMES, Fields, event_type_name};
 
 /// Why a filter could not be built, naming the flag.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,7 +74,7 @@ impl Filters {
     }
 
     /// Whether an envelope passes the event type, deployment and origin filters.
-    pub fn keeps_envelope(&self, envelope: &EnvelopeRef<'_>) -> bool {
+    pub fn keeps_envelope(&self, envelope: &Fields<'_>) -> bool {
         self.events
             .as_ref()
             .is_none_or(|e| e.contains(event_type_name(envelope.event_type as i32)))
@@ -139,19 +139,14 @@ mod tests {
         values.iter().map(|v| v.to_string()).collect()
     }
 
-    fn envelope<'a>(
-        event_type: i32,
-        origin: &'a str,
-        deployment: Option<&'a str>,
-    ) -> EnvelopeRef<'a> {
-        EnvelopeRef {
+    fn envelope<'a>(event_type: i32, origin: &'a str, deployment: Option<&'a str>) -> Fields<'a> {
+        Fields {
             origin,
             event_type: crate::envelope::events::envelope::EventType::try_from(event_type).unwrap(),
             deployment,
             job: None,
             index: None,
             ip: None,
-            tags: Vec::new(),
             payload: crate::envelope::Payload::Other,
         }
     }

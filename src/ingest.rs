@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 
-use crate::envelope::{self, DecodeError, EnvelopeRef, Payload, WireEnvelope};
+use crate::envelope::{self, DecodeError, EnvelopeRef, Fields, Payload, WireEnvelope};
 use crate::filter::Filters;
 use crate::naming::native::NativeScheme;
 use crate::source::FrameReceiver;
@@ -27,6 +27,24 @@ struct Counters {
 }
 
 impl Counters {
+    /// Counts a well-formed envelope, and reports a Doppler's alert that it
+    /// drops messages for this consumer.
+    fn received(&self, fields: &Fields<'_>, telemetry: &Telemetry) {
+        let slot = match fields.event_type as i32 {
+            n @ 4..=9 => (n - 3) as usize,
+            _ => 0,
+        };
+        self.received[slot].inc();
+        if fields.is_dropped_messages_alert() {
+            telemetry.slow_consumer_alerts.inc();
+            tracing::warn!(
+                origin = %fields.origin,
+                "Doppler reports dropping messages for this consumer: {}",
+                crate::source::slow_consumer::ADVICE
+            );
+        }
+    }
+
     fn new(t: &Telemetry) -> Self {
         let received =
             [0, 4, 5, 6, 7, 8, 9].map(|n| t.envelopes_received(envelope::event_type_name(n)));
@@ -106,11 +124,16 @@ impl KnownEnvelopes {
         }
     }
 
-    /// The entry for the identity at hand, whose hash is `hash`.
+    /// The entry for the identity at hand, whose hash is `hash`. The series
+    /// are prefetched while the identities are compared.
     fn get(&self, hash: u64) -> Option<&Known> {
-        self.entries
-            .get(&hash)
-            .filter(|known| *known.identity == *self.identity)
+        let known = self.entries.get(&hash)?;
+        known
+            .series
+            .as_slice()
+            .iter()
+            .for_each(SeriesHandle::prefetch);
+        (*known.identity == *self.identity).then_some(known)
     }
 
     fn insert(&mut self, hash: u64, series: Vec<SeriesHandle>) {
@@ -200,70 +223,64 @@ impl Ingest {
     /// Handles one frame: a malformed or unusable one is counted and skipped.
     /// The envelope's strings are read in place, not copied.
     pub fn frame(&mut self, frame: &[u8], now: tokio::time::Instant) {
-        envelope::with_checked_wire(frame, |checked| match checked {
-            Ok(envelope) => self.envelope(envelope, now),
-            Err(error) => {
-                let counter = match error {
-                    DecodeError::Malformed(_) | DecodeError::InvalidUtf8(_) => {
-                        &self.counters.decode_errors
-                    }
-                    DecodeError::UnknownEventType(_) => &self.counters.unknown_event_type,
-                    DecodeError::MissingField { .. } => &self.counters.missing_field,
-                };
-                counter.inc();
-            }
-        })
+        let result = envelope::with_checked_wire(frame, |checked| {
+            checked.and_then(|envelope| self.envelope(envelope, now))
+        });
+        if let Err(error) = result {
+            let counter = match error {
+                DecodeError::Malformed(_) | DecodeError::InvalidUtf8(_) => {
+                    &self.counters.decode_errors
+                }
+                DecodeError::UnknownEventType(_) => &self.counters.unknown_event_type,
+                DecodeError::MissingField { .. } => &self.counters.missing_field,
+            };
+            counter.inc();
+        }
     }
 
-    fn envelope(&mut self, wire: WireEnvelope<'_>, now: tokio::time::Instant) {
-        let envelope = wire.as_sent();
-        let slot = match envelope.event_type as i32 {
-            n @ 4..=9 => (n - 3) as usize,
-            _ => 0,
-        };
-        self.counters.received[slot].inc();
-        if envelope.is_dropped_messages_alert() {
-            self.telemetry.slow_consumer_alerts.inc();
-            tracing::warn!(
-                origin = %envelope.origin,
-                "Doppler reports dropping messages for this consumer: {}",
-                crate::source::slow_consumer::ADVICE
-            );
-        }
-        if !self.filters.keeps_envelope(envelope) {
-            self.telemetry.envelopes_filtered.inc();
-            return;
-        }
-        if matches!(envelope.payload, Payload::Other) {
-            return;
-        }
-        if self.filters.filters_names() {
-            return self.translate_filtered(&wire.sorted(), now);
-        }
+    /// Handles a checked envelope. An envelope known by its identity is
+    /// applied without its tags being decoded: they are the bytes of tags
+    /// that decoded before. Any other has its tags decoded and checked
+    /// first, and is counted as received only if they are well formed.
+    fn envelope(
+        &mut self,
+        wire: WireEnvelope<'_>,
+        now: tokio::time::Instant,
+    ) -> Result<(), DecodeError> {
+        let fields = wire.fields();
+        let known_kind = !self.filters.filters_names()
+            && !matches!(fields.payload, Payload::Other)
+            && self.filters.keeps_envelope(fields);
         let (scheme, store, known) = (&self.scheme, &self.store, &mut self.known);
-        known.follow(store.generation());
-        scheme.identity(envelope, &mut known.identity);
-        let hash = self.hasher.hash_one(known.identity.as_slice());
+        let mut hash = None;
         // Updates whose series has expired since, by position.
         let mut stale = 0u8;
-        if let Some(entry) = known.get(hash) {
-            let mut series = entry.series.as_slice().iter();
-            let mut position = 0;
-            scheme.values_each(envelope, |value| {
-                match series.next() {
-                    Some(handle) if store.apply_known(handle, value, now) => {}
-                    _ => stale |= 1 << position,
+        if known_kind {
+            known.follow(store.generation());
+            scheme.identity(&wire, &mut known.identity);
+            let identity = self.hasher.hash_one(known.identity.as_slice());
+            hash = Some(identity);
+            if let Some(entry) = known.get(identity) {
+                self.counters.received(fields, &self.telemetry);
+                let mut series = entry.series.as_slice().iter();
+                let mut position = 0;
+                scheme.values_each(fields, |value| {
+                    match series.next() {
+                        Some(handle) if store.apply_known(handle, value, now) => {}
+                        _ => stale |= 1 << position,
+                    }
+                    position += 1;
+                });
+                if stale == 0 {
+                    return Ok(());
                 }
-                position += 1;
-            });
-            if stale == 0 {
-                return;
+                known.entries.remove(&identity);
             }
-            known.entries.remove(&hash);
         }
-        let envelope = wire.sorted();
+        let envelope = wire.sorted()?;
         let families = &mut self.families;
         if stale != 0 {
+            // Counted already: only the updates whose series went are left.
             let mut position = 0;
             scheme.translate_each(&envelope, |update| {
                 if stale & (1 << position) != 0 {
@@ -271,7 +288,16 @@ impl Ingest {
                 }
                 position += 1;
             });
-            return;
+            return Ok(());
+        }
+        self.counters.received(&envelope, &self.telemetry);
+        if !self.filters.keeps_envelope(&envelope) {
+            self.telemetry.envelopes_filtered.inc();
+            return Ok(());
+        }
+        if self.filters.filters_names() {
+            self.translate_filtered(&envelope, now);
+            return Ok(());
         }
         let (mut series, mut complete) = (Vec::with_capacity(5), true);
         scheme.translate_each(&envelope, |update| {
@@ -280,9 +306,13 @@ impl Ingest {
                 Err(_) => complete = false,
             }
         });
-        if complete && !series.is_empty() {
+        if let Some(hash) = hash
+            && complete
+            && !series.is_empty()
+        {
             known.insert(hash, series);
         }
+        Ok(())
     }
 
     /// Translates and stores an envelope when metric names are filtered.
@@ -335,10 +365,14 @@ mod tests {
 
     /// One tag as a map entry on the wire, to be appended to a frame.
     fn tag_entry(key: &str, value: &str) -> Vec<u8> {
+        raw_tag_entry(key.as_bytes(), value.as_bytes())
+    }
+
+    fn raw_tag_entry(key: &[u8], value: &[u8]) -> Vec<u8> {
         let mut entry = vec![0x0a, key.len() as u8];
-        entry.extend_from_slice(key.as_bytes());
+        entry.extend_from_slice(key);
         entry.extend_from_slice(&[0x12, value.len() as u8]);
-        entry.extend_from_slice(value.as_bytes());
+        entry.extend_from_slice(value);
         let mut field = vec![0x8a, 0x01, entry.len() as u8];
         field.extend(entry);
         field
@@ -368,7 +402,7 @@ mod tests {
                     "bad.key",
                     "unit",
                 ]),
-                pick(&["1", "2", ""]),
+                pick(&["1", "2", "", "\u{ff}"]),
             ),
             0..5,
         );
@@ -449,7 +483,11 @@ mod tests {
                 };
                 let mut frame = envelope.encode_to_vec();
                 for (key, value) in tags {
-                    frame.extend(tag_entry(key, value));
+                    // "\u{ff}" stands for a value that is not UTF-8.
+                    frame.extend(match value {
+                        "\u{ff}" => raw_tag_entry(key.as_bytes(), &[0xff]),
+                        _ => tag_entry(key, value),
+                    });
                 }
                 Step::Frame(frame, after)
             });
@@ -461,7 +499,8 @@ mod tests {
     /// labels being built again: whatever the stream (tags in any order or
     /// sent twice, counters with and without totals, container metrics with
     /// and without quotas, names taken by another type, series expiring in
-    /// between), the store ends as when every update is translated afresh.
+    /// between, tags that are not UTF-8), the store ends as when every update
+    /// is translated afresh, and every frame is counted as what it is.
     #[test]
     fn known_envelopes_update_the_series_a_fresh_translation_would() {
         use proptest::prelude::*;
@@ -479,11 +518,16 @@ mod tests {
             let mut ingest = Ingest::new(scheme.clone(), store.clone(), telemetry);
             let mut now = tokio::time::Instant::now();
             let mut updates = Vec::new();
+            let (mut received, mut malformed) = (0, 0);
             for step in steps {
                 match step {
                     Step::Frame(frame, after) => {
                         now += Duration::from_secs(after);
                         ingest.frame(&frame, now);
+                        match envelope::decode(&frame) {
+                            Ok(_) => received += 1,
+                            Err(_) => malformed += 1,
+                        }
                         if let Ok(envelope) = envelope::decode(&frame) {
                             updates.clear();
                             scheme.translate(&envelope, &mut updates);
@@ -499,6 +543,9 @@ mod tests {
             }
             prop_assert_eq!(store.snapshot(), fresh.snapshot());
             prop_assert_eq!(store.len(), fresh.len());
+            let received_total: u64 = ingest.counters.received.iter().map(Counter::get).sum();
+            prop_assert_eq!(received_total, received);
+            prop_assert_eq!(ingest.counters.decode_errors.get(), malformed);
         });
     }
 

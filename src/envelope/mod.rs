@@ -104,9 +104,10 @@ pub enum Payload<'a> {
     Other,
 }
 
-/// A checked envelope borrowing its strings from a [`view::Envelope`].
+/// What a checked envelope carries besides its tags, borrowing its strings
+/// from a [`view::Envelope`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct EnvelopeRef<'a> {
+pub struct Fields<'a> {
     /// Emitting component.
     pub origin: &'a str,
     /// The event type, known and with its payload present.
@@ -119,22 +120,11 @@ pub struct EnvelopeRef<'a> {
     pub index: Option<&'a str>,
     /// VM IP.
     pub ip: Option<&'a str>,
-    /// Tags sorted by key, one per key (the last sent, as for a map).
-    pub tags: Vec<(&'a str, &'a str)>,
     /// The event.
     pub payload: Payload<'a>,
 }
 
-impl<'a> EnvelopeRef<'a> {
-    /// The value of tag `key`, if sent (the last one sent, if sent twice).
-    pub fn tag(&self, key: &str) -> Option<&'a str> {
-        self.tags
-            .iter()
-            .rev()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| *v)
-    }
-
+impl Fields<'_> {
     /// The counter older Dopplers inject into a subscription they drop messages from.
     pub fn is_dropped_messages_alert(&self) -> bool {
         matches!(
@@ -147,6 +137,100 @@ impl<'a> EnvelopeRef<'a> {
     }
 }
 
+/// A checked envelope with its tags, borrowing its strings from a
+/// [`view::Envelope`]. Its other fields read through [`Fields`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvelopeRef<'a> {
+    /// Everything but the tags.
+    pub fields: Fields<'a>,
+    /// Tags sorted by key, one per key (the last sent, as for a map).
+    pub tags: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> std::ops::Deref for EnvelopeRef<'a> {
+    type Target = Fields<'a>;
+
+    fn deref(&self) -> &Fields<'a> {
+        &self.fields
+    }
+}
+
+impl<'a> EnvelopeRef<'a> {
+    /// The value of tag `key`, if sent.
+    pub fn tag(&self, key: &str) -> Option<&'a str> {
+        self.tags
+            .binary_search_by(|(k, _)| (*k).cmp(key))
+            .ok()
+            .map(|i| self.tags[i].1)
+    }
+}
+
+/// A checked envelope whose tags are still encoded, as sent: what ingestion
+/// can read without decoding them. [`WireEnvelope::sorted`] decodes and
+/// checks them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WireEnvelope<'a> {
+    fields: Fields<'a>,
+    /// The encodings of the tags map's entries, in wire order.
+    entries: &'a [Bytes],
+}
+
+impl<'a> WireEnvelope<'a> {
+    /// Everything but the tags.
+    pub fn fields(&self) -> &Fields<'a> {
+        &self.fields
+    }
+
+    /// The encoding of each tag, in wire order: the same bytes decode to the
+    /// same key and value.
+    pub fn tag_entries(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + 'a {
+        self.entries.iter().map(|entry| &entry[..])
+    }
+
+    /// The envelope with its tags decoded and checked, sorted by key, one
+    /// per key: the last sent wins, as for a protobuf map.
+    pub fn sorted(self) -> Result<EnvelopeRef<'a>, DecodeError> {
+        let mut tags = Vec::with_capacity(self.entries.len());
+        for entry in self.entries {
+            tags.push(decode_tag(entry)?);
+        }
+        // Sorted by key, wire order kept among equal keys; then the last wins.
+        tags.sort_by(|a: &(&str, &str), b| by_key(a.0, b.0));
+        tags.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                earlier.1 = later.1;
+            }
+            same
+        });
+        Ok(EnvelopeRef {
+            fields: self.fields,
+            tags,
+        })
+    }
+}
+
+/// The key and value of one encoded tags entry, as slices of it.
+fn decode_tag(entry: &Bytes) -> Result<(&str, &str), DecodeError> {
+    // The entry is a static slice of the frame (see `with_view`): decoding
+    // it hands out static slices of it in turn, with no reference count.
+    let tag = view::Tag::decode(entry.clone())?;
+    let within = |part: &Option<Bytes>| -> &[u8] {
+        match part {
+            // A part of the entry: the same bytes, borrowed from the entry.
+            Some(part) if !part.is_empty() => {
+                let start = part.as_ptr() as usize - entry.as_ptr() as usize;
+                &entry[start..start + part.len()]
+            }
+            _ => &[],
+        }
+    };
+    Ok((
+        utf8(within(&tag.key), "tag key")?,
+        utf8(within(&tag.value), "tag value")?,
+    ))
+}
+
 /// Decodes and checks one frame and hands the result to `f`, which borrows
 /// the envelope's strings from the frame: nothing is copied and no reference
 /// count is touched. The borrow ends when `f` returns.
@@ -155,47 +239,18 @@ pub fn with_checked<R>(
     f: impl FnOnce(Result<EnvelopeRef<'_>, DecodeError>) -> R,
 ) -> R {
     with_view(frame, |view| {
-        f(view.and_then(validate).map(WireEnvelope::sorted))
+        f(view.and_then(validate).and_then(WireEnvelope::sorted))
     })
 }
 
-/// As [`with_checked`], but the tags are left as sent, for a caller that
-/// may not need them sorted.
+/// As [`with_checked`], but the tags are left encoded, for a caller that
+/// may not need them decoded: a frame whose tags do not decode or are not
+/// UTF-8 fails [`WireEnvelope::sorted`] rather than this.
 pub fn with_checked_wire<R>(
     frame: &[u8],
     f: impl FnOnce(Result<WireEnvelope<'_>, DecodeError>) -> R,
 ) -> R {
     with_view(frame, |view| f(view.and_then(validate)))
-}
-
-/// A checked envelope whose tags are still in wire order, a key possibly
-/// more than once. [`WireEnvelope::sorted`] makes it an [`EnvelopeRef`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct WireEnvelope<'a>(EnvelopeRef<'a>);
-
-impl<'a> WireEnvelope<'a> {
-    /// The envelope with its tags in wire order, as sent: every field reads
-    /// as in the sorted envelope, [`EnvelopeRef::tag`] included, but the
-    /// `tags` vector is neither sorted nor free of repeated keys.
-    pub fn as_sent(&self) -> &EnvelopeRef<'a> {
-        &self.0
-    }
-
-    /// The envelope with its tags sorted by key, one per key: the last sent
-    /// wins, as for a protobuf map.
-    pub fn sorted(self) -> EnvelopeRef<'a> {
-        let mut e = self.0;
-        // Sorted by key, wire order kept among equal keys; then the last wins.
-        e.tags.sort_by(|a: &(&str, &str), b| by_key(a.0, b.0));
-        e.tags.dedup_by(|later, earlier| {
-            let same = later.0 == earlier.0;
-            if same {
-                earlier.1 = later.1;
-            }
-            same
-        });
-        e
-    }
 }
 
 /// Decodes one frame as a view whose `Bytes` fields are slices of `frame`,
@@ -332,12 +387,6 @@ fn validate(e: &view::Envelope) -> Result<WireEnvelope<'_>, DecodeError> {
     let job = utf8_opt(&e.job, "job")?;
     let index = utf8_opt(&e.index, "index")?;
     let ip = utf8_opt(&e.ip, "ip")?;
-    let mut tags = Vec::with_capacity(e.tags.len());
-    for tag in &e.tags {
-        let key = utf8(tag.key.as_deref().unwrap_or_default(), "tag key")?;
-        let value = utf8(tag.value.as_deref().unwrap_or_default(), "tag value")?;
-        tags.push((key, value));
-    }
     let value_metric = match &e.value_metric {
         Some(m) => Some((
             utf8(&m.name, "valueMetric.name")?,
@@ -395,16 +444,18 @@ fn validate(e: &view::Envelope) -> Result<WireEnvelope<'_>, DecodeError> {
         EventType::Error if e.error.is_none() => return Err(missing("error")),
         EventType::HttpStartStop | EventType::LogMessage | EventType::Error => Payload::Other,
     };
-    Ok(WireEnvelope(EnvelopeRef {
-        origin,
-        event_type: event,
-        deployment,
-        job,
-        index,
-        ip,
-        tags,
-        payload,
-    }))
+    Ok(WireEnvelope {
+        fields: Fields {
+            origin,
+            event_type: event,
+            deployment,
+            job,
+            index,
+            ip,
+            payload,
+        },
+        entries: &e.tags,
+    })
 }
 
 /// Decodes and checks one frame by the rules of [`validate`], as an owned
@@ -415,7 +466,7 @@ pub fn decode(frame: &[u8]) -> Result<Envelope, DecodeError> {
 }
 
 fn owned(raw: &view::Envelope) -> Result<Envelope, DecodeError> {
-    let e = validate(raw)?.sorted();
+    let e = validate(raw)?.sorted()?;
     let owned = |s: Option<&str>| s.map(str::to_owned);
     let mut envelope = Envelope {
         origin: e.origin.to_owned(),

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use prost::Message;
 
 use super::{LabelSet, MetricKind, SeriesUpdate, Update, Value};
-use crate::envelope::{self, Envelope, EnvelopeRef, Payload, by_key};
+use crate::envelope::{self, Envelope, EnvelopeRef, Fields, Payload, WireEnvelope, by_key};
 
 /// Translates envelopes under the native scheme.
 #[derive(Debug, Clone, Default)]
@@ -146,8 +146,8 @@ impl NativeScheme {
     /// The values of the updates [`NativeScheme::translate_each`] yields for
     /// `envelope`, in the same order, without their names and labels: what
     /// an envelope carries besides its identity.
-    pub fn values_each(&self, envelope: &EnvelopeRef<'_>, mut value: impl FnMut(Value)) {
-        match envelope.payload {
+    pub fn values_each(&self, fields: &Fields<'_>, mut value: impl FnMut(Value)) {
+        match fields.payload {
             Payload::Value { name, value: v, .. } => {
                 if !name.is_empty() {
                     value(Value::Set(v));
@@ -189,30 +189,26 @@ impl NativeScheme {
     /// Writes to `out` everything of `envelope` that the names and label sets
     /// of its updates depend on, and nothing else: two envelopes with the
     /// same identity yield updates for the same series, in the same order.
-    /// Tags are taken as they come: the same tags in another order, or a
-    /// key sent twice, give another identity (for the same series).
-    pub fn identity(&self, envelope: &EnvelopeRef<'_>, out: &mut Vec<u8>) {
-        fn put(out: &mut Vec<u8>, text: &str) {
-            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
-            out.extend_from_slice(text.as_bytes());
+    /// Tags are taken as they come, encoded: the same tags in another order,
+    /// or a key sent twice, give another identity (for the same series).
+    pub fn identity(&self, envelope: &WireEnvelope<'_>, out: &mut Vec<u8>) {
+        fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(bytes);
         }
+        let fields = envelope.fields();
         out.clear();
-        out.push(envelope.event_type as u8);
-        put(out, envelope.origin);
-        for field in [
-            envelope.deployment,
-            envelope.job,
-            envelope.index,
-            envelope.ip,
-        ] {
-            put(out, field.unwrap_or_default());
+        out.push(fields.event_type as u8);
+        put(out, fields.origin.as_bytes());
+        for field in [fields.deployment, fields.job, fields.index, fields.ip] {
+            put(out, field.unwrap_or_default().as_bytes());
         }
-        match envelope.payload {
+        match fields.payload {
             Payload::Value { name, unit, .. } => {
-                put(out, name);
-                put(out, unit);
+                put(out, name.as_bytes());
+                put(out, unit.as_bytes());
             }
-            Payload::Counter { name, .. } => put(out, name),
+            Payload::Counter { name, .. } => put(out, name.as_bytes()),
             Payload::Container {
                 application_id,
                 instance_index,
@@ -220,7 +216,7 @@ impl NativeScheme {
                 disk_bytes_quota,
                 ..
             } => {
-                put(out, application_id);
+                put(out, application_id.as_bytes());
                 out.extend_from_slice(&instance_index.to_le_bytes());
                 out.push(
                     u8::from(memory_bytes_quota.is_some())
@@ -229,10 +225,10 @@ impl NativeScheme {
             }
             Payload::Other => {}
         }
-        out.extend_from_slice(&(envelope.tags.len() as u32).to_le_bytes());
-        for (key, value) in &envelope.tags {
-            put(out, key);
-            put(out, value);
+        let entries = envelope.tag_entries();
+        out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        for entry in entries {
+            put(out, entry);
         }
     }
 
