@@ -7,8 +7,8 @@
 //! [`decode`] gives an owned [`Envelope`] by the same rules, for tools and
 //! tests.
 //!
-//! This is the one module with `unsafe` code: two blocks, each with the
-//! reason it is sound. Everything else in the crate denies it.
+//! This module has two `unsafe` blocks, each with the reason it is sound;
+//! the only other one in the crate is a prefetch hint in `store`.
 
 /// Types generated from `proto/events/*.proto`.
 #[allow(missing_docs, clippy::all)]
