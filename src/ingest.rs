@@ -99,6 +99,13 @@ impl Handles {
             Handles::Many(all) => all,
         }
     }
+
+    fn as_mut_slice(&mut self) -> &mut [SeriesHandle] {
+        match self {
+            Handles::One(handle) => std::slice::from_mut(handle),
+            Handles::Many(all) => all,
+        }
+    }
 }
 
 impl From<Vec<SeriesHandle>> for Handles {
@@ -126,8 +133,8 @@ impl KnownEnvelopes {
 
     /// The entry for the identity at hand, whose hash is `hash`. The series
     /// are prefetched while the identities are compared.
-    fn get(&self, hash: u64) -> Option<&Known> {
-        let known = self.entries.get(&hash)?;
+    fn get(&mut self, hash: u64) -> Option<&mut Known> {
+        let known = self.entries.get_mut(&hash)?;
         known
             .series
             .as_slice()
@@ -262,12 +269,14 @@ impl Ingest {
             hash = Some(identity);
             if let Some(entry) = known.get(identity) {
                 self.counters.received(fields, &self.telemetry);
-                let mut series = entry.series.as_slice().iter();
+                let mut series = entry.series.as_mut_slice().iter_mut();
                 let mut position = 0;
                 scheme.values_each(fields, |value| {
-                    match series.next() {
-                        Some(handle) if store.apply_known(handle, value, now) => {}
-                        _ => stale |= 1 << position,
+                    let applied = series
+                        .next()
+                        .is_some_and(|handle| store.apply_known(handle, value, now));
+                    if !applied {
+                        stale |= 1 << position;
                     }
                     position += 1;
                 });

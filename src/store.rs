@@ -442,7 +442,8 @@ impl SeriesStore {
     /// false when it has expired since, and the update needs its labels.
     /// Neither the family nor the labels are read: the series is the one in
     /// its bucket with the same shared name and label set.
-    pub fn apply_known(&self, handle: &SeriesHandle, value: Value, now: Instant) -> bool {
+    /// The handle's address hint follows the series when the table has moved it.
+    pub fn apply_known(&self, handle: &mut SeriesHandle, value: Value, now: Instant) -> bool {
         let now = self.seconds(now);
         let Some(mut bucket) = self.series.get_mut(&handle.key) else {
             return false;
@@ -452,6 +453,7 @@ impl SeriesStore {
         }) {
             Some(series) => {
                 series.set(value, now);
+                handle.hint = series as *const Series as usize;
                 true
             }
             None => false,
