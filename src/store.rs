@@ -265,7 +265,10 @@ impl SeriesHandle {
         // cannot fault, whatever the address, stale or freed.
         unsafe {
             use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            _mm_prefetch::<_MM_HINT_T0>(self.hint as *const i8);
+            // The table's slot holds the key before the series, and may
+            // straddle two lines.
+            _mm_prefetch::<_MM_HINT_T0>(self.hint.wrapping_sub(16) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(self.hint.wrapping_add(32) as *const i8);
         }
     }
 }
