@@ -57,20 +57,24 @@ impl Counters {
     }
 }
 
-/// The most bytes a task spends on remembering envelopes; beyond this it
-/// starts over.
+/// The most bytes a task spends on remembering envelopes. Beyond this it
+/// remembers no more until the store forgets series: with more identities
+/// than fit, the ones it has keep being found, where starting over would
+/// make every envelope a stranger for a while, and pay for remembering it.
 const KNOWN_BYTES_MAX: usize = 16 << 20;
 
 /// Envelopes one task has translated, by identity (see
 /// [`NativeScheme::identity`]), with the series their updates went to. An
 /// envelope seen before updates the same series with its new values, without
 /// its tags being sorted or its label sets built, hashed and compared again.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 struct KnownEnvelopes {
     /// The store's generation the handles are from.
     generation: u64,
     /// Roughly what the entries take.
     bytes: usize,
+    /// At most this many bytes: [`KNOWN_BYTES_MAX`].
+    budget: usize,
     /// By the hash of the identity.
     entries: HashMap<u64, Known, BuildHasherDefault<PassThrough>>,
     /// The identity of the envelope at hand.
@@ -121,6 +125,18 @@ impl From<Vec<SeriesHandle>> for Handles {
     }
 }
 
+impl Default for KnownEnvelopes {
+    fn default() -> Self {
+        Self {
+            generation: 0,
+            bytes: 0,
+            budget: KNOWN_BYTES_MAX,
+            entries: HashMap::default(),
+            identity: Vec::new(),
+        }
+    }
+}
+
 impl KnownEnvelopes {
     /// Forgets everything when the store has forgotten series since.
     fn follow(&mut self, generation: u64) {
@@ -149,14 +165,20 @@ impl KnownEnvelopes {
             series: series.into(),
         };
         let bytes = known.size();
-        if self.bytes + bytes > KNOWN_BYTES_MAX {
-            self.entries.clear();
-            self.bytes = 0;
+        if self.bytes + bytes > self.budget {
+            return;
         }
         if let Some(old) = self.entries.insert(hash, known) {
             self.bytes -= old.size();
         }
         self.bytes += bytes;
+    }
+
+    /// Forgets the entry for `hash`: one of its series has gone.
+    fn remove(&mut self, hash: u64) {
+        if let Some(old) = self.entries.remove(&hash) {
+            self.bytes -= old.size();
+        }
     }
 }
 
@@ -283,7 +305,7 @@ impl Ingest {
                 if stale == 0 {
                     return Ok(());
                 }
-                known.entries.remove(&identity);
+                known.remove(identity);
             }
         }
         let envelope = wire.sorted()?;
@@ -607,6 +629,49 @@ mod tests {
         assert_eq!(value(&store), 6.0);
         ingest.frame(&counter(1), latest);
         assert_eq!(value(&store), 7.0);
+    }
+
+    /// A task remembers envelopes up to its budget and then no more, while
+    /// every envelope, remembered or not, still reaches its series.
+    #[test]
+    fn remembering_stops_at_the_budget() {
+        let telemetry = Telemetry::new();
+        let store = Arc::new(SeriesStore::new(
+            Duration::from_secs(600),
+            telemetry.clone(),
+        ));
+        let mut ingest = Ingest::new(NativeScheme::default(), store.clone(), telemetry);
+        let gauge = |name: &str, value| {
+            Envelope {
+                origin: "rep".into(),
+                event_type: 6,
+                value_metric: Some(ValueMetric {
+                    name: name.into(),
+                    value,
+                    unit: "B".into(),
+                }),
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
+        let now = tokio::time::Instant::now();
+        ingest.frame(&gauge("g0", 0.0), now);
+        let one = ingest.known.bytes;
+        assert!(one > 0);
+        ingest.known.budget = 3 * one;
+        for round in 1..=2 {
+            for i in 0..10 {
+                ingest.frame(&gauge(&format!("g{i}"), f64::from(round * 100 + i)), now);
+            }
+        }
+        assert_eq!(ingest.known.entries.len(), 3);
+        assert!(ingest.known.bytes <= ingest.known.budget);
+        let families = store.snapshot();
+        assert_eq!(families.len(), 10);
+        for (i, family) in families.iter().enumerate() {
+            assert_eq!(&*family.name, format!("g{i}"));
+            assert_eq!(family.series[0].1, f64::from(200 + i as u32));
+        }
     }
 
     /// Decoding borrows the frame's bytes for one call only: what the store
