@@ -174,6 +174,11 @@ impl KnownEnvelopes {
         self.bytes += bytes;
     }
 
+    /// Whether another entry may fit in the budget.
+    fn has_room(&self) -> bool {
+        self.bytes < self.budget
+    }
+
     /// Forgets the entry for `hash`: one of its series has gone.
     fn remove(&mut self, hash: u64) {
         if let Some(old) = self.entries.remove(&hash) {
@@ -330,6 +335,12 @@ impl Ingest {
             self.translate_filtered(&envelope, now);
             return Ok(());
         }
+        let Some(hash) = hash.filter(|_| known.has_room()) else {
+            scheme.translate_each(&envelope, |update| {
+                store.apply_cached(&update, now, families);
+            });
+            return Ok(());
+        };
         let (mut series, mut complete) = (Vec::with_capacity(5), true);
         scheme.translate_each(&envelope, |update| {
             match store.apply_tracked(&update, now, families) {
@@ -337,10 +348,7 @@ impl Ingest {
                 Err(_) => complete = false,
             }
         });
-        if let Some(hash) = hash
-            && complete
-            && !series.is_empty()
-        {
+        if complete && !series.is_empty() {
             known.insert(hash, series);
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! cf-firehose-exporter: reads the Cloud Foundry Loggregator Firehose and
 //! serves every metric it carries to Prometheus under its own name.
-// Denied everywhere but in two blocks of `envelope` and a prefetch hint in
+// Denied everywhere but in three blocks of `envelope` and a prefetch hint in
 // `store`, each of which says why it is sound.
 #![deny(unsafe_code)]
 

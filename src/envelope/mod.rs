@@ -7,7 +7,7 @@
 //! [`decode`] gives an owned [`Envelope`] by the same rules, for tools and
 //! tests.
 //!
-//! This module has two `unsafe` blocks, each with the reason it is sound;
+//! This module has three `unsafe` blocks, each with the reason it is sound;
 //! the only other one in the crate is a prefetch hint in `store`.
 
 /// Types generated from `proto/events/*.proto`.
@@ -211,10 +211,17 @@ impl<'a> WireEnvelope<'a> {
 }
 
 /// The key and value of one encoded tags entry, as slices of it.
+///
+/// The entry is a slice of a frame being decoded by [`with_view`], which a
+/// [`WireEnvelope`] borrows: it is decoded from a [`BorrowedFrame`] too, so
+/// that its parts are static slices, with no reference count, that do not
+/// outlive this call: only borrows of `entry` are returned.
+#[allow(unsafe_code)]
 fn decode_tag(entry: &Bytes) -> Result<(&str, &str), DecodeError> {
-    // The entry is a static slice of the frame (see `with_view`): decoding
-    // it hands out static slices of it in turn, with no reference count.
-    let tag = view::Tag::decode(entry.clone())?;
+    // SAFETY: see above; the slices made from `bytes` are dropped with `tag`
+    // before this returns, and what is returned borrows from `entry`.
+    let bytes: &'static [u8] = unsafe { std::mem::transmute::<&[u8], &'static [u8]>(entry) };
+    let tag = view::Tag::decode(BorrowedFrame(bytes))?;
     let within = |part: &Option<Bytes>| -> &[u8] {
         match part {
             // A part of the entry: the same bytes, borrowed from the entry.
