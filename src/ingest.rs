@@ -13,7 +13,7 @@ use crate::envelope::{self, DecodeError, EnvelopeRef, Fields, Payload, WireEnvel
 use crate::filter::Filters;
 use crate::naming::native::NativeScheme;
 use crate::source::FrameReceiver;
-use crate::store::{FamilyCache, SeriesHandle, SeriesStore};
+use crate::store::{Chain, FamilyCache, KeyHasher, SeriesHandle, SeriesStore};
 use crate::telemetry::Telemetry;
 
 /// Counters looked up once, not per envelope.
@@ -76,7 +76,7 @@ struct KnownEnvelopes {
     /// At most this many bytes: [`KNOWN_BYTES_MAX`].
     budget: usize,
     /// By the hash of the identity.
-    entries: HashMap<u64, Known, BuildHasherDefault<PassThrough>>,
+    entries: HashMap<u64, Known, BuildHasherDefault<KeyHasher>>,
     /// The identity of the envelope at hand.
     identity: Vec<u8>,
 }
@@ -84,45 +84,10 @@ struct KnownEnvelopes {
 #[derive(Debug, Clone)]
 struct Known {
     identity: Box<[u8]>,
-    /// One per update, in the order the scheme yields them.
-    series: Handles,
-}
-
-/// The series of a known envelope: nearly always one, kept in the table's
-/// entry so that finding it costs no further cache miss.
-#[derive(Debug, Clone)]
-enum Handles {
-    One(SeriesHandle),
-    Many(Box<[SeriesHandle]>),
-}
-
-impl Handles {
-    fn as_slice(&self) -> &[SeriesHandle] {
-        match self {
-            Handles::One(handle) => std::slice::from_ref(handle),
-            Handles::Many(all) => all,
-        }
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [SeriesHandle] {
-        match self {
-            Handles::One(handle) => std::slice::from_mut(handle),
-            Handles::Many(all) => all,
-        }
-    }
-}
-
-impl From<Vec<SeriesHandle>> for Handles {
-    fn from(mut all: Vec<SeriesHandle>) -> Self {
-        match all.pop() {
-            Some(one) if all.is_empty() => Handles::One(one),
-            Some(last) => {
-                all.push(last);
-                Handles::Many(all.into())
-            }
-            None => Handles::Many(Box::default()),
-        }
-    }
+    /// One per update, in the order the scheme yields them: nearly always
+    /// one, kept in the table's entry so that finding it costs no further
+    /// cache miss.
+    series: Chain<SeriesHandle>,
 }
 
 impl Default for KnownEnvelopes {
@@ -191,30 +156,10 @@ impl Known {
     /// Roughly the bytes the entry takes, in the table and beyond.
     fn size(&self) -> usize {
         let beyond = match &self.series {
-            Handles::One(_) => 0,
-            Handles::Many(all) => std::mem::size_of_val::<[SeriesHandle]>(all),
+            Chain::One(_) => 0,
+            Chain::Many(all) => all.capacity() * std::mem::size_of::<SeriesHandle>(),
         };
         std::mem::size_of::<(u64, Known)>() + self.identity.len() + beyond
-    }
-}
-
-/// The keys of [`KnownEnvelopes`] are already hashes.
-#[derive(Debug, Default, Clone, Copy)]
-struct PassThrough(u64);
-
-impl std::hash::Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
     }
 }
 

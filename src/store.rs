@@ -119,9 +119,9 @@ pub struct FamilyCache {
 /// many, conflicts are still counted but no longer logged.
 const CONFLICTS_LOGGED_MAX: usize = 10_000;
 
-/// The series map's keys are already hashes: use them as they are.
+/// For maps whose keys are already hashes: uses them as they are.
 #[derive(Debug, Default, Clone, Copy)]
-struct KeyHasher(u64);
+pub(crate) struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
@@ -166,20 +166,31 @@ impl Series {
 /// The things that share one hash in a table: almost always one, so one
 /// is kept without a vector.
 #[derive(Debug, Clone)]
-enum Chain<T> {
+pub(crate) enum Chain<T> {
     One(T),
     Many(Vec<T>),
 }
 
+impl<T> From<Vec<T>> for Chain<T> {
+    fn from(mut all: Vec<T>) -> Self {
+        if all.len() == 1
+            && let Some(one) = all.pop()
+        {
+            return Chain::One(one);
+        }
+        Chain::Many(all)
+    }
+}
+
 impl<T> Chain<T> {
-    fn as_slice(&self) -> &[T] {
+    pub(crate) fn as_slice(&self) -> &[T] {
         match self {
             Chain::One(item) => std::slice::from_ref(item),
             Chain::Many(all) => all,
         }
     }
 
-    fn as_mut_slice(&mut self) -> &mut [T] {
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [T] {
         match self {
             Chain::One(item) => std::slice::from_mut(item),
             Chain::Many(all) => all,
