@@ -591,6 +591,55 @@ mod tests {
         assert_eq!(value(&store), 7.0);
     }
 
+    /// Two tasks (two connections) remember the same envelopes and add to
+    /// the same counters at once: no increment is lost.
+    #[test]
+    fn two_tasks_add_to_the_same_counters_exactly() {
+        let telemetry = Telemetry::new();
+        let store = Arc::new(SeriesStore::new(
+            Duration::from_secs(600),
+            telemetry.clone(),
+        ));
+        let ingest = Ingest::new(NativeScheme::default(), store.clone(), telemetry);
+        let frames: Vec<Vec<u8>> = (0..8)
+            .map(|i| {
+                let mut frame = Envelope {
+                    origin: "gorouter".into(),
+                    event_type: 7,
+                    counter_event: Some(CounterEvent {
+                        name: "requests".into(),
+                        delta: 1,
+                        total: None,
+                    }),
+                    ..Default::default()
+                }
+                .encode_to_vec();
+                frame.extend(tag_entry("route", &format!("r{i}")));
+                frame
+            })
+            .collect();
+        let now = tokio::time::Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                let mut ingest = ingest.clone();
+                let frames = &frames;
+                scope.spawn(move || {
+                    for _ in 0..5_000 {
+                        for frame in frames {
+                            ingest.frame(frame, now);
+                        }
+                    }
+                });
+            }
+        });
+        let families = store.snapshot();
+        assert_eq!(families.len(), 1);
+        assert_eq!(families[0].series.len(), 8);
+        for (_, value) in &families[0].series {
+            assert_eq!(*value, 10_000.0);
+        }
+    }
+
     /// A task remembers envelopes up to its budget and then no more, while
     /// every envelope, remembered or not, still reaches its series.
     #[test]
