@@ -4,6 +4,8 @@
 //! Frames are decoded by prost as a [`view::Envelope`], whose strings are
 //! slices of the frame rather than copies, then checked into an
 //! [`EnvelopeRef`] that borrows from it, all inside [`with_checked`].
+//! Ingestion uses [`with_checked_wire`] instead, whose [`WireEnvelope`] keeps
+//! the tags encoded until [`WireEnvelope::sorted`] decodes and checks them.
 //! [`decode`] gives an owned [`Envelope`] by the same rules, for tools and
 //! tests.
 //!
@@ -269,8 +271,8 @@ pub fn with_checked_wire<R>(
 /// claim a `'static` lifetime they do not have, so they must not outlive this
 /// call: the view is emptied before it returns (or unwinds), `f` only sees
 /// it by reference for the duration of the call, and this function is private
-/// to this module, whose callers only take `&str` borrows from it (whose
-/// lifetime the borrow checker ties to the view).
+/// to this module, whose callers only take `&str` and `&[u8]` borrows from it
+/// (whose lifetime the borrow checker ties to the view).
 ///
 /// The view is the thread's own, emptied and reused from frame to frame, so
 /// that its tag list keeps its allocation.
