@@ -729,6 +729,52 @@ mod tests {
             assert_eq!(checked.tag("b"), Some("x"));
             assert_eq!(checked.tag("c"), None);
         });
+        // Left encoded, the entries come as sent, each one's own bytes.
+        with_checked_wire(&frame, |wire| {
+            let wire = wire.unwrap();
+            let entries: Vec<&[u8]> = wire.tag_entries().collect();
+            assert_eq!(entries.len(), 3);
+            assert_eq!(entries[0], &entry("b", "x")[3..]);
+            assert_eq!(entries[2], &entry("a", "2")[3..]);
+            assert_eq!(wire.sorted().unwrap().tags, vec![("a", "2"), ("b", "x")]);
+        });
+    }
+
+    /// A tag that does not decode or is not UTF-8 fails the envelope when the
+    /// tags are decoded: at once with `with_checked`, at `sorted` when left
+    /// encoded.
+    #[test]
+    fn bad_tags_fail_when_decoded() {
+        let raw_entry = |entry: &[u8]| {
+            let mut field = vec![0x8a, 0x01, entry.len() as u8];
+            field.extend_from_slice(entry);
+            field
+        };
+        let not_utf8 = raw_entry(&[0x0a, 0x01, b'k', 0x12, 0x01, 0xff]);
+        let truncated = raw_entry(&[0x0a, 0x05, b'k']);
+        for (bad, expected) in [
+            (not_utf8, DecodeError::InvalidUtf8("tag value")),
+            (
+                truncated,
+                DecodeError::Malformed(prost::DecodeError::new("x")),
+            ),
+        ] {
+            let mut frame = bytes(COUNTER_EVENT_VECTOR);
+            frame.extend(bad);
+            let same_kind = |error: &DecodeError| {
+                std::mem::discriminant(error) == std::mem::discriminant(&expected)
+                    && (!matches!(expected, DecodeError::InvalidUtf8(_)) || *error == expected)
+            };
+            with_checked(&frame, |checked| {
+                assert!(same_kind(&checked.unwrap_err()));
+            });
+            with_checked_wire(&frame, |wire| {
+                let wire = wire.unwrap();
+                assert_eq!(wire.fields().origin, "gorouter");
+                assert!(same_kind(&wire.sorted().unwrap_err()));
+            });
+            assert!(same_kind(&decode(&frame).unwrap_err()));
+        }
     }
 
     #[test]
