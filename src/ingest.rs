@@ -227,10 +227,10 @@ impl Ingest {
         now: tokio::time::Instant,
     ) -> Result<(), DecodeError> {
         let fields = wire.fields();
+        let kept = self.filters.keeps_envelope(fields);
         // Whether the envelope may be known, or remembered.
-        let rememberable = !self.filters.filters_names()
-            && !matches!(fields.payload, Payload::Other)
-            && self.filters.keeps_envelope(fields);
+        let rememberable =
+            kept && !self.filters.filters_names() && !matches!(fields.payload, Payload::Other);
         let (scheme, store, known) = (&self.scheme, &self.store, &mut self.known);
         let mut hash = None;
         // Updates whose series has expired since, by position.
@@ -279,7 +279,7 @@ impl Ingest {
             return Ok(());
         }
         self.counters.received(&envelope, &self.telemetry);
-        if !self.filters.keeps_envelope(&envelope) {
+        if !kept {
             self.telemetry.envelopes_filtered.inc();
             return Ok(());
         }
@@ -351,22 +351,13 @@ mod tests {
 
     use super::*;
     use crate::envelope::events::{ContainerMetric, CounterEvent, ValueMetric};
+    use crate::envelope::vectors::tag_field;
     use crate::envelope::{Envelope, with_checked};
     use prost::Message;
 
     /// One tag as a map entry on the wire, to be appended to a frame.
     fn tag_entry(key: &str, value: &str) -> Vec<u8> {
-        raw_tag_entry(key.as_bytes(), value.as_bytes())
-    }
-
-    fn raw_tag_entry(key: &[u8], value: &[u8]) -> Vec<u8> {
-        let mut entry = vec![0x0a, key.len() as u8];
-        entry.extend_from_slice(key);
-        entry.extend_from_slice(&[0x12, value.len() as u8]);
-        entry.extend_from_slice(value);
-        let mut field = vec![0x8a, 0x01, entry.len() as u8];
-        field.extend(entry);
-        field
+        tag_field(key.as_bytes(), value.as_bytes())
     }
 
     /// What a test stream does next.
@@ -476,7 +467,7 @@ mod tests {
                 for (key, value) in tags {
                     // "\u{ff}" stands for a value that is not UTF-8.
                     frame.extend(match value {
-                        "\u{ff}" => raw_tag_entry(key.as_bytes(), &[0xff]),
+                        "\u{ff}" => tag_field(key.as_bytes(), &[0xff]),
                         _ => tag_entry(key, value),
                     });
                 }

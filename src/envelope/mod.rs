@@ -576,6 +576,22 @@ pub(crate) mod vectors {
     pub const COUNTER_EVENT: &str =
         "0a08676f726f757465721007308080a8b1e39fe7cb17520f0a087265717565737473100518d209";
 
+    /// An encoded tags entry as the envelope's field 17.
+    pub fn entry_field(entry: &[u8]) -> Vec<u8> {
+        let mut field = vec![0x8a, 0x01, entry.len() as u8];
+        field.extend_from_slice(entry);
+        field
+    }
+
+    /// A tag as the envelope's field 17, its key and value given as bytes.
+    pub fn tag_field(key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut entry = vec![0x0a, key.len() as u8];
+        entry.extend_from_slice(key);
+        entry.extend_from_slice(&[0x12, value.len() as u8]);
+        entry.extend_from_slice(value);
+        entry_field(&entry)
+    }
+
     pub fn bytes(hex: &str) -> Vec<u8> {
         (0..hex.len())
             .step_by(2)
@@ -707,15 +723,7 @@ mod tests {
     #[test]
     fn repeated_tag_keys_keep_the_last_value_as_a_map_does() {
         // Two entries for "a" and one for "b", in wire order b, a=1, a=2.
-        let entry = |k: &str, v: &str| {
-            let mut entry = vec![0x0a, k.len() as u8];
-            entry.extend_from_slice(k.as_bytes());
-            entry.extend_from_slice(&[0x12, v.len() as u8]);
-            entry.extend_from_slice(v.as_bytes());
-            let mut field = vec![0x8a, 0x01, entry.len() as u8];
-            field.extend(entry);
-            field
-        };
+        let entry = |k: &str, v: &str| vectors::tag_field(k.as_bytes(), v.as_bytes());
         let mut frame = bytes(COUNTER_EVENT_VECTOR);
         for (k, v) in [("b", "x"), ("a", "1"), ("a", "2")] {
             frame.extend(entry(k, v));
@@ -745,13 +753,8 @@ mod tests {
     /// encoded.
     #[test]
     fn bad_tags_fail_when_decoded() {
-        let raw_entry = |entry: &[u8]| {
-            let mut field = vec![0x8a, 0x01, entry.len() as u8];
-            field.extend_from_slice(entry);
-            field
-        };
-        let not_utf8 = raw_entry(&[0x0a, 0x01, b'k', 0x12, 0x01, 0xff]);
-        let truncated = raw_entry(&[0x0a, 0x05, b'k']);
+        let not_utf8 = vectors::tag_field(b"k", &[0xff]);
+        let truncated = vectors::entry_field(&[0x0a, 0x05, b'k']);
         let check = |bad: Vec<u8>, same_kind: fn(&DecodeError) -> bool| {
             let mut frame = bytes(COUNTER_EVENT_VECTOR);
             frame.extend(bad);

@@ -79,26 +79,18 @@ impl NativeScheme {
                     _ => &family,
                 };
                 let labels = self.label_set(envelope, Exporter::None);
-                let value = match total {
-                    Some(total) => Value::Set(total as f64),
-                    None => Value::Add(delta as f64),
-                };
                 apply(Update {
                     family,
                     kind: MetricKind::Counter,
                     original: name,
                     labels: &labels,
-                    value,
+                    value: counter_value(delta, total),
                 });
             }
             Payload::Container {
                 application_id,
                 instance_index,
-                cpu_percentage,
-                memory_bytes,
-                disk_bytes,
-                memory_bytes_quota,
-                disk_bytes_quota,
+                ..
             } => {
                 // Diego puts source_id and instance_id in the tags; older platforms
                 // only fill the ContainerMetric fields.
@@ -117,14 +109,7 @@ impl NativeScheme {
                 };
                 let cpu_labels = self.label_set(envelope, container("percentage"));
                 let labels = self.label_set(envelope, container("bytes"));
-                let gauges = container_gauges(
-                    cpu_percentage,
-                    memory_bytes,
-                    disk_bytes,
-                    memory_bytes_quota,
-                    disk_bytes_quota,
-                );
-                for (family, original, value) in gauges {
+                for (family, original, value) in container_gauges(&envelope.payload) {
                     let Some(value) = value else { continue };
                     apply(Update {
                         family,
@@ -155,28 +140,11 @@ impl NativeScheme {
             }
             Payload::Counter { name, delta, total } => {
                 if !name.is_empty() {
-                    value(match total {
-                        Some(total) => Value::Set(total as f64),
-                        None => Value::Add(delta as f64),
-                    });
+                    value(counter_value(delta, total));
                 }
             }
-            Payload::Container {
-                cpu_percentage,
-                memory_bytes,
-                disk_bytes,
-                memory_bytes_quota,
-                disk_bytes_quota,
-                ..
-            } => {
-                let gauges = container_gauges(
-                    cpu_percentage,
-                    memory_bytes,
-                    disk_bytes,
-                    memory_bytes_quota,
-                    disk_bytes_quota,
-                );
-                for (_, _, v) in gauges {
+            Payload::Container { .. } => {
+                for (_, _, v) in container_gauges(&fields.payload) {
                     if let Some(v) = v {
                         value(Value::Set(v));
                     }
@@ -327,14 +295,28 @@ impl NativeScheme {
     }
 }
 
+/// A counter's value: its total when sent, else its delta to add.
+fn counter_value(delta: u64, total: Option<u64>) -> Value {
+    match total {
+        Some(total) => Value::Set(total as f64),
+        None => Value::Add(delta as f64),
+    }
+}
+
 /// A container metric's gauges: family, original name and value, if sent.
-fn container_gauges(
-    cpu_percentage: f64,
-    memory_bytes: u64,
-    disk_bytes: u64,
-    memory_bytes_quota: Option<u64>,
-    disk_bytes_quota: Option<u64>,
-) -> [(&'static str, &'static str, Option<f64>); 5] {
+/// All absent for any other payload.
+fn container_gauges(payload: &Payload<'_>) -> [(&'static str, &'static str, Option<f64>); 5] {
+    let Payload::Container {
+        cpu_percentage,
+        memory_bytes,
+        disk_bytes,
+        memory_bytes_quota,
+        disk_bytes_quota,
+        ..
+    } = *payload
+    else {
+        return [("", "", None); 5];
+    };
     [
         ("cpu", "containerMetric.cpuPercentage", Some(cpu_percentage)),
         (
