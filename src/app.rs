@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{CommonArgs, ConfigError, SourceConfig};
 use crate::exposition::{Exposition, Format};
 use crate::filter::Filters;
 use crate::ingest::Ingest;
+use crate::listener::{self, Limits};
 use crate::naming::native::NativeScheme;
 use crate::server::{self, AppState};
 use crate::source::firehose::{FirehoseSource, SourceError};
@@ -54,6 +55,8 @@ pub struct ExporterConfig {
     pub openmetrics: bool,
     /// TLS and basic authentication of the endpoint.
     pub web: WebSecurity,
+    /// Timeouts and cap of the HTTP connections.
+    pub http_limits: Limits,
 }
 
 impl ExporterConfig {
@@ -73,6 +76,7 @@ impl ExporterConfig {
             telemetry_path: common.telemetry_path.clone(),
             openmetrics: !common.disable_openmetrics,
             web: common.web_security()?,
+            http_limits: common.http_limits(),
         })
     }
 }
@@ -91,6 +95,9 @@ pub enum StartError {
     /// TLS or HTTP client set-up failed.
     #[error("{0}")]
     Setup(String),
+    /// A flag is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// A running exporter.
@@ -106,8 +113,42 @@ pub struct Exporter {
     pub stream: watch::Receiver<StreamState>,
     http: Arc<AppState>,
     shutdown: CancellationToken,
-    sources: Vec<JoinHandle<Result<(), SourceError>>>,
-    tasks: Vec<JoinHandle<()>>,
+    supervisor: JoinHandle<Result<(), RunError>>,
+}
+
+/// How a task the exporter cannot do without ended.
+type TaskEnd = (&'static str, Result<(), SourceError>);
+
+/// The tasks the exporter cannot do without, by name.
+#[derive(Debug, Default)]
+struct Tasks {
+    set: JoinSet<TaskEnd>,
+    names: std::collections::HashMap<tokio::task::Id, &'static str>,
+}
+
+impl Tasks {
+    fn spawn<F>(&mut self, name: &'static str, task: F)
+    where
+        F: std::future::Future<Output = Result<(), SourceError>> + Send + 'static,
+    {
+        let handle = self.set.spawn(async move { (name, task.await) });
+        self.names.insert(handle.id(), name);
+    }
+
+    /// The next task to end, with its name, and why it ended.
+    async fn next(&mut self) -> Option<(&'static str, Result<Result<(), SourceError>, String>)> {
+        Some(match self.set.join_next().await? {
+            Ok((name, result)) => (name, Ok(result)),
+            Err(error) => {
+                let name = self.names.get(&error.id()).copied().unwrap_or("a task");
+                if error.is_cancelled() {
+                    (name, Ok(Ok(())))
+                } else {
+                    (name, Err(panic_text(error)))
+                }
+            }
+        })
+    }
 }
 
 impl Exporter {
@@ -159,6 +200,7 @@ impl Exporter {
             connections.push((source, ingest.clone(), frames_rx));
         }
 
+        let (health, health_rx) = watch::channel(None);
         let state = Arc::new(AppState {
             exposition: Exposition::new(store.clone(), telemetry.clone()),
             store: store.clone(),
@@ -166,38 +208,48 @@ impl Exporter {
             telemetry_path: config.telemetry_path.clone(),
             openmetrics: config.openmetrics,
             scrapes: Default::default(),
+            failed: health_rx,
         });
         let shutdown = CancellationToken::new();
-        let http_shutdown = shutdown.clone();
-        let mut sources = Vec::with_capacity(connections.len());
-        let mut tasks = Vec::new();
+        // Every task here runs until shutdown: one that ends before, or
+        // panics, stops the exporter with an error (see `supervise`).
+        let mut tasks = Tasks::default();
         for (source, ingest, frames_rx) in connections {
-            let source_stop = shutdown.clone();
-            sources.push(tokio::spawn(async move {
-                let result = source.run(source_stop.clone()).await;
-                // A source that gave up takes the exporter down with it, so
-                // that the supervisor restarts the process.
-                source_stop.cancel();
-                result
-            }));
-            tasks.push(tokio::spawn(ingest.run(frames_rx)));
+            let stop = shutdown.clone();
+            tasks.spawn("the Firehose source", source.run(stop));
+            tasks.spawn("ingestion", async move {
+                ingest.run(frames_rx).await;
+                Ok(())
+            });
         }
-        let sweeper = tokio::spawn(store.clone().run_sweeper());
-        let sweeper_stop = shutdown.clone();
-        let http_state = state.clone();
-        let web = config.web.clone();
-        tasks.extend([
-            tokio::spawn(async move {
-                let router = server::router(http_state, web.auth);
-                if let Err(error) = server::serve(listener, web.tls, router, http_shutdown).await {
-                    tracing::error!(%error, "HTTP server failed");
-                }
-            }),
-            tokio::spawn(async move {
-                sweeper_stop.cancelled().await;
-                sweeper.abort();
-            }),
-        ]);
+        let (sweeping, sweeper_stop) = (store.clone(), shutdown.clone());
+        tasks.spawn("the expiry sweeper", async move {
+            tokio::select! {
+                _ = sweeper_stop.cancelled() => {}
+                _ = sweeping.run_sweeper() => {}
+            }
+            Ok(())
+        });
+        let (http_state, web, http_stop) = (state.clone(), config.web.clone(), shutdown.clone());
+        let limits = config
+            .http_limits
+            .within_open_files(listener::open_files_limit());
+        let http_telemetry = telemetry.clone();
+        tasks.spawn("the HTTP server", async move {
+            let router = server::router(http_state, web.auth);
+            listener::serve(listener, web.tls, router, limits, http_telemetry, http_stop).await;
+            Ok(())
+        });
+        #[cfg(debug_assertions)]
+        if let Ok(task) = std::env::var("CF_FIREHOSE_EXPORTER_TEST_PANIC") {
+            // Debug builds only: tests of the binary check that a panicking
+            // task ends the process.
+            tasks.spawn("a test task", async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                panic!("injected panic in {task}");
+            });
+        }
+        let supervisor = tokio::spawn(supervise(tasks, shutdown.clone(), health));
         tracing::info!(
             address = %address,
             tls = config.web.tls.is_some(),
@@ -205,6 +257,7 @@ impl Exporter {
             path = %config.telemetry_path,
             firehose = %config.source.firehose_url,
             connections = config.source.connections,
+            max_http_connections = limits.max_connections,
             "serving metrics"
         );
         Ok(Self {
@@ -214,8 +267,7 @@ impl Exporter {
             stream: state_rx,
             http: state,
             shutdown,
-            sources,
-            tasks,
+            supervisor,
         })
     }
 
@@ -230,41 +282,101 @@ impl Exporter {
         self.shutdown.clone()
     }
 
-    /// Runs until the shutdown token is cancelled (or the source gives up),
-    /// then closes the websocket with 1000 and stops serving. Tasks still
-    /// running after a few seconds are abandoned.
-    pub async fn wait(self) -> Result<(), SourceError> {
-        self.shutdown.cancelled().await;
-        let sources = self.sources;
-        let tasks = self.tasks;
-        let orderly = async move {
-            let mut result = Ok(());
-            for source in sources {
-                let ended = source.await.unwrap_or(Ok(()));
-                if result.is_ok() {
-                    result = ended;
-                }
-            }
-            for task in tasks {
-                let _ = task.await;
-            }
-            result
-        };
-        let result = match tokio::time::timeout(STOP_TIMEOUT, orderly).await {
+    /// Runs until the shutdown token is cancelled, the source gives up or a
+    /// task fails, then closes the websocket with 1000 and stops serving.
+    /// Tasks still running after a few seconds are abandoned.
+    pub async fn wait(self) -> Result<(), RunError> {
+        let result = match self.supervisor.await {
             Ok(result) => result,
-            Err(_) => {
-                tracing::warn!("stopping without waiting any longer for open connections");
-                Ok(())
-            }
+            Err(e) => Err(RunError::Task {
+                task: "supervisor",
+                problem: e.to_string(),
+            }),
         };
         tracing::info!("stopped");
         result
     }
 
     /// Stops now.
-    pub async fn stop(self) -> Result<(), SourceError> {
+    pub async fn stop(self) -> Result<(), RunError> {
         self.shutdown.cancel();
         self.wait().await
+    }
+}
+
+/// Watches the exporter's tasks until shutdown, then gives them
+/// [`STOP_TIMEOUT`] to finish. A task that ends before shutdown, or panics,
+/// marks the exporter unhealthy and stops it with an error, so that the
+/// process exits non-zero and its supervisor restarts it rather than leave
+/// it half alive.
+async fn supervise(
+    mut tasks: Tasks,
+    shutdown: CancellationToken,
+    health: watch::Sender<Option<String>>,
+) -> Result<(), RunError> {
+    let mut result = Ok(());
+    let mut fail = |error: RunError| {
+        if result.is_ok() {
+            tracing::error!(error = %error, "stopping");
+            health.send_replace(Some(error.to_string()));
+            result = Err(error);
+        }
+        shutdown.cancel();
+    };
+    let mut stopping = false;
+    {
+        let orderly = async {
+            loop {
+                let next = if stopping {
+                    tasks.next().await
+                } else {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {
+                            stopping = true;
+                            continue;
+                        }
+                        next = tasks.next() => next,
+                    }
+                };
+                match next {
+                    None => break,
+                    Some((_, Ok(Err(error)))) => fail(RunError::Source(error)),
+                    Some((_, Ok(Ok(())))) if stopping || shutdown.is_cancelled() => {}
+                    Some((task, Ok(Ok(())))) => fail(RunError::Task {
+                        task,
+                        problem: "ended before shutdown".into(),
+                    }),
+                    Some((task, Err(problem))) => fail(RunError::Task { task, problem }),
+                }
+            }
+        };
+        tokio::pin!(orderly);
+        // Until shutdown, wait as long as it takes; after, only so long.
+        tokio::select! {
+            _ = &mut orderly => {}
+            _ = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(STOP_TIMEOUT).await;
+            } => {
+                tracing::warn!("stopping without waiting any longer for open connections");
+            }
+        }
+    }
+    tasks.set.abort_all();
+    result
+}
+
+fn panic_text(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown payload".into());
+            format!("panicked: {message}")
+        }
+        Err(error) => error.to_string(),
     }
 }
 
@@ -277,6 +389,14 @@ pub enum RunError {
     /// The source gave up.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// A task the exporter needs ended or panicked.
+    #[error("{task} {problem}")]
+    Task {
+        /// Which task.
+        task: &'static str,
+        /// What happened to it.
+        problem: String,
+    },
 }
 
 /// Runs the exporter until `shutdown` is cancelled or its source gives up.
@@ -287,6 +407,5 @@ pub async fn run(config: ExporterConfig, shutdown: CancellationToken) -> Result<
         shutdown.cancelled().await;
         token.cancel();
     });
-    exporter.wait().await?;
-    Ok(())
+    exporter.wait().await
 }

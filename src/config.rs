@@ -305,6 +305,34 @@ pub struct CommonArgs {
         hide_env_values = true
     )]
     pub web_auth_password: Option<Secret>,
+    /// Time a scraper has to send a request's headers, from its first byte.
+    #[arg(
+        long = "web.read-header-timeout",
+        env = "FIREHOSE_EXPORTER_WEB_READ_HEADER_TIMEOUT",
+        default_value = "10s",
+        value_parser = parse_positive_duration,
+        value_name = "DURATION"
+    )]
+    pub read_header_timeout: Duration,
+    /// Close HTTP connections with no request and no traffic for this long.
+    #[arg(
+        long = "web.idle-timeout",
+        env = "FIREHOSE_EXPORTER_WEB_IDLE_TIMEOUT",
+        default_value = "90s",
+        value_parser = parse_positive_duration,
+        value_name = "DURATION"
+    )]
+    pub web_idle_timeout: Duration,
+    /// Most HTTP connections open at once (lowered to fit the open-files limit); beyond it
+    /// the connection idle the longest is closed, or the new one when all are busy.
+    #[arg(
+        long = "web.max-connections",
+        env = "FIREHOSE_EXPORTER_WEB_MAX_CONNECTIONS",
+        default_value_t = 512,
+        value_parser = clap::value_parser!(u32).range(1..),
+        value_name = "N"
+    )]
+    pub max_connections: u32,
     /// Serve the text format 0.0.4 even to scrapers that prefer OpenMetrics.
     #[arg(
         long = "web.disable-openmetrics",
@@ -565,6 +593,9 @@ impl Default for CommonArgs {
             web_tls_key_file: None,
             web_auth_username: None,
             web_auth_password: None,
+            read_header_timeout: Duration::from_secs(10),
+            web_idle_timeout: Duration::from_secs(90),
+            max_connections: 512,
             disable_openmetrics: false,
             log_level: "info".into(),
             log_format: "logfmt".into(),
@@ -583,6 +614,16 @@ impl CommonArgs {
             auth_password: self.web_auth_password.clone(),
         }
         .resolve()
+    }
+
+    /// Timeouts and cap of the HTTP connections (the cap as given, before
+    /// the open-files limit lowers it).
+    pub fn http_limits(&self) -> crate::listener::Limits {
+        crate::listener::Limits {
+            header_timeout: self.read_header_timeout,
+            idle_timeout: self.web_idle_timeout,
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
     }
 
     /// The filters the `--filter.*` flags describe.
@@ -746,6 +787,15 @@ pub fn firehose_url(doppler: &str, subscription_id: &str) -> Result<Url, ConfigE
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration like 500ms, 30s or 10m ({e})"))
+}
+
+/// Parses a duration that must be above zero.
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("{s:?} must be above zero"));
+    }
+    Ok(d)
 }
 
 /// Parses a listen address; `:9186` means every interface.

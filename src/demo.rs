@@ -101,11 +101,8 @@ pub async fn start_demo(
         simulation.foundation.doppler_url(),
     );
     source.max_retry_delay = Duration::from_secs(5);
-    let source = source
-        .resolve()
-        .map_err(|e| StartError::Setup(e.to_string()))?;
-    let config =
-        ExporterConfig::new(source, common).map_err(|e| StartError::Setup(e.to_string()))?;
+    let source = source.resolve()?;
+    let config = ExporterConfig::new(source, common)?;
     let exporter = Exporter::start(config).await?;
     Ok(Demo {
         simulation,

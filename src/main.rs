@@ -2,10 +2,11 @@
 //! over to the library.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use cf_firehose_exporter::app::{self, ExporterConfig};
-use cf_firehose_exporter::config::{Cli, Command};
-use cf_firehose_exporter::demo;
+use cf_firehose_exporter::app::{self, ExporterConfig, RunError, StartError};
+use cf_firehose_exporter::config::{Cli, Command, ConfigError};
+use cf_firehose_exporter::{demo, logging};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -19,8 +20,8 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line naming the flag, not clap's usage block.
             let text = e.to_string();
-            eprintln!("{}", text.lines().next().unwrap_or("invalid arguments"));
-            return ExitCode::from(2);
+            logging::print_stderr(text.lines().next().unwrap_or("invalid arguments"));
+            return ExitCode::from(USAGE);
         }
     };
     let (level, format) = match &cli.command {
@@ -31,28 +32,46 @@ fn main() -> ExitCode {
         ),
         None => (cli.common.log_level.clone(), cli.common.log_format.clone()),
     };
-    cf_firehose_exporter::logging::init(&level, &format);
+    logging::init(&level, &format);
+    // As Go programs do: the soft limit of open files up to the hard one.
+    cf_firehose_exporter::listener::raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            logging::print_stderr(&format!("error: cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     let result = runtime.block_on(run(cli));
     // Whatever still runs (a scrape being encoded) must not hold up the exit.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    logging::flush(Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            logging::print_stderr(&format!("error: {e:#}"));
+            // A mistake in the flags exits as clap's own errors do.
+            let config = e.chain().any(|c| {
+                c.downcast_ref::<ConfigError>().is_some()
+                    || matches!(
+                        c.downcast_ref::<RunError>(),
+                        Some(RunError::Start(StartError::Config(_)))
+                    )
+            });
+            if config {
+                ExitCode::from(USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
+
+/// Exit code of a mistake in the flags, as for clap's own errors.
+const USAGE: u8 = 2;
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
@@ -70,11 +89,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 address.ip().to_string()
             };
-            println!(
+            logging::print_stdout(&format!(
                 "demo: metrics on http://{host}:{}{}",
                 address.port(),
                 args.common.telemetry_path
-            );
+            ));
             let token = demo.exporter.shutdown_token();
             tokio::spawn(async move {
                 shutdown.cancelled().await;
@@ -85,12 +104,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Simulate(args)) => {
             let simulation = demo::start_simulation(&args).await?;
             let f = &simulation.foundation;
-            println!(
+            logging::print_stdout(&format!(
                 "simulate: UAA on {} (client id {:?}), Traffic Controller on {}",
                 f.uaa_url(),
                 args.client_id,
                 f.doppler_url()
-            );
+            ));
             shutdown.cancelled().await;
         }
     }
@@ -102,15 +121,34 @@ async fn wait_for_signal(shutdown: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
+        // SIGHUP would end the process without a word: log it and carry on
+        // (there is nothing to reload; restart to change settings).
+        let mut hangup = signal(SignalKind::hangup()).ok();
+        let hangups = async {
+            match hangup.as_mut() {
+                Some(hangup) => {
+                    while hangup.recv().await.is_some() {
+                        tracing::info!(
+                            "SIGHUP received and ignored: restart the exporter to change its settings"
+                        );
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
         match signal(SignalKind::terminate()) {
             Ok(mut term) => {
                 tokio::select! {
                     _ = ctrl_c => {}
                     _ = term.recv() => {}
+                    _ = hangups => {}
                 }
             }
             Err(_) => {
-                let _ = ctrl_c.await;
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = hangups => {}
+                }
             }
         }
     }

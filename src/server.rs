@@ -11,9 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use bytes::Bytes;
 use tokio::sync::Mutex;
@@ -23,7 +21,6 @@ use crate::basic_auth::{self, BasicAuth};
 use crate::exposition::{Exposition, Format};
 use crate::source::StreamState;
 use crate::store::SeriesStore;
-use crate::tls_listener::TlsListener;
 
 /// What the handlers read.
 #[derive(Debug)]
@@ -40,6 +37,8 @@ pub struct AppState {
     pub openmetrics: bool,
     /// The last body of each format, shared by scrapes that overlap.
     pub scrapes: ScrapeCache,
+    /// Set, with why, once a task the exporter needs has failed.
+    pub failed: watch::Receiver<Option<String>>,
 }
 
 /// One body and when its encoding finished.
@@ -83,6 +82,7 @@ impl ScrapeCache {
 /// The routes, without a socket: usable with `tower::ServiceExt::oneshot`.
 /// With `auth`, every route but liveness asks for credentials.
 pub fn router(state: Arc<AppState>, auth: Option<Arc<BasicAuth>>) -> Router {
+    let liveness = state.failed.clone();
     let mut guarded = Router::new()
         .route(&state.telemetry_path, get(metrics))
         .route("/", get(landing))
@@ -92,31 +92,9 @@ pub fn router(state: Arc<AppState>, auth: Option<Arc<BasicAuth>>) -> Router {
         guarded = guarded.route_layer(middleware::from_fn_with_state(auth, basic_auth::require));
     }
     Router::new()
-        .route("/-/healthy", get(|| async { "OK\n" }))
+        .route("/-/healthy", get(move || healthy(liveness.clone())))
         .merge(guarded)
         .layer(CompressionLayer::new())
-}
-
-/// Serves `router` on `listener`, over TLS when `tls` is given, until
-/// `shutdown` is cancelled.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    router: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    match tls {
-        Some(tls) => {
-            axum::serve(TlsListener::new(listener, tls)?, router)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
-        }
-        None => {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
-        }
-    }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
@@ -146,6 +124,14 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
             format!("scrape failed: {e}\n"),
         )
             .into_response(),
+    }
+}
+
+/// 200 while every task runs; 503, saying which failed, once one has.
+async fn healthy(failed: watch::Receiver<Option<String>>) -> Response {
+    match failed.borrow().as_deref() {
+        None => "OK\n".into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
     }
 }
 
@@ -211,6 +197,7 @@ mod tests {
             telemetry_path: "/custom".into(),
             openmetrics: true,
             scrapes: ScrapeCache::default(),
+            failed: watch::channel(None).1,
         };
         (router(Arc::new(state), None), tx)
     }

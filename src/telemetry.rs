@@ -42,6 +42,9 @@ pub struct Telemetry {
     /// Duration of the last scrape, in seconds.
     pub scrape_duration: Gauge<f64, AtomicU64>,
     build_info: Family<Label, Gauge>,
+    /// Open HTTP connections.
+    pub http_connections: Gauge,
+    http_connections_closed: Counters,
 }
 
 impl Telemetry {
@@ -147,6 +150,24 @@ impl Telemetry {
         );
         reg(
             r,
+            "http_connections",
+            "Open HTTP connections to the metrics endpoint",
+            self.http_connections.clone(),
+        );
+        reg(
+            r,
+            "http_connections_closed",
+            "HTTP connections closed by the exporter, by reason",
+            self.http_connections_closed.clone(),
+        );
+        reg(
+            r,
+            "log_lines_dropped",
+            "Log lines that could not be written (standard error closed, full or too slow)",
+            crate::logging::dropped_lines(),
+        );
+        reg(
+            r,
             "build_info",
             "Version of the exporter",
             self.build_info.clone(),
@@ -184,6 +205,15 @@ impl Telemetry {
     /// Counter of rejected series updates for `reason`.
     pub fn series_rejected(&self, reason: &str) -> Counter {
         self.series_rejected
+            .get_or_create(&[("reason", reason.to_owned())])
+            .clone()
+    }
+
+    /// Counter of HTTP connections closed for `reason`: `idle_timeout`,
+    /// `header_timeout`, `tls_handshake`, `evicted` (to make room under the
+    /// cap) or `refused` (the cap reached and every connection busy).
+    pub fn http_connections_closed(&self, reason: &str) -> Counter {
+        self.http_connections_closed
             .get_or_create(&[("reason", reason.to_owned())])
             .clone()
     }

@@ -38,7 +38,7 @@ fn a_bad_scheme_fails_with_one_line_and_no_secret() {
         "--uaa.client-secret=s3cr3t-value",
         "--doppler.url=ftp://doppler.example.com",
     ]));
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a flag mistake exits as clap's own errors do");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--doppler.url"), "{stderr}");
     assert!(!stderr.contains("s3cr3t-value"));
@@ -47,7 +47,7 @@ fn a_bad_scheme_fails_with_one_line_and_no_secret() {
 #[test]
 fn missing_uaa_url_is_named() {
     let (code, _, stderr) = run(&mut exporter());
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert_eq!(
         stderr.trim_end(),
         "error: --uaa.url: required (or FIREHOSE_EXPORTER_UAA_URL)"

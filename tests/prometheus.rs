@@ -65,6 +65,58 @@ async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
     serde_json::from_str(&response.text().await.ok()?).ok()
 }
 
+/// Starts Prometheus on a free port with `config`, storing in `dir`.
+fn start_prometheus(
+    binary: &str,
+    dir: &std::path::Path,
+    config: &std::path::Path,
+) -> (Running, String) {
+    let port = free_port();
+    let child = Command::new(binary)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus starts");
+    let running = Running {
+        child,
+        dir: dir.to_owned(),
+    };
+    (running, format!("http://127.0.0.1:{port}"))
+}
+
+/// Waits until `count` targets are up, each scraped at least once.
+async fn targets_up(client: &reqwest::Client, base: &str, count: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut last = Value::Null;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "targets never came up: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let Some(json) = get_json(client, &format!("{base}/api/v1/targets")).await else {
+            continue;
+        };
+        let Some(active) = json["data"]["activeTargets"].as_array().cloned() else {
+            continue;
+        };
+        last = Value::Array(active.clone());
+        if active.len() == count
+            && active
+                .iter()
+                .all(|t| t["health"] == "up" && t["lastScrape"] != "0001-01-01T00:00:00Z")
+        {
+            return active;
+        }
+    }
+}
+
 /// The one value a PromQL query returns, as Prometheus writes it.
 async fn query(client: &reqwest::Client, base: &str, promql: &str) -> Option<String> {
     let url = format!("{base}/api/v1/query?query={}", urlencode(promql));
@@ -140,44 +192,9 @@ async fn a_real_prometheus_scrapes_both_formats_and_stores_what_the_sim_sent() {
         ),
     )
     .unwrap();
-    let port = free_port();
-    let child = Command::new(binary)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus starts");
-    let _running = Running { child, dir };
-    let base = format!("http://127.0.0.1:{port}");
+    let (_running, base) = start_prometheus(binary, &dir, &config);
     let client = reqwest::Client::new();
-
-    // Both targets up, each scraped at least once without an error.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let targets = loop {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "targets never came up"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let Some(json) = get_json(&client, &format!("{base}/api/v1/targets")).await else {
-            continue;
-        };
-        let Some(active) = json["data"]["activeTargets"].as_array().cloned() else {
-            continue;
-        };
-        if active.len() == 2
-            && active
-                .iter()
-                .all(|t| t["health"] == "up" && t["lastScrape"] != "0001-01-01T00:00:00Z")
-        {
-            break active;
-        }
-    };
+    let targets = targets_up(&client, &base, 2).await;
     for target in &targets {
         assert_eq!(target["lastError"], "", "{target}");
     }
@@ -217,4 +234,58 @@ async fn a_real_prometheus_scrapes_both_formats_and_stores_what_the_sim_sent() {
     assert_eq!(openmetrics.scrape_encodings(Format::PrometheusText), 0);
     assert!(text.scrape_encodings(Format::PrometheusText) > 0);
     assert_eq!(text.scrape_encodings(Format::OpenMetrics), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_over_https_with_its_default_settings_and_with_http2() {
+    let Some(binary) = prometheus() else { return };
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let foundation = Foundation::start(any, any, Default::default(), Default::default())
+        .await
+        .unwrap();
+    let pki = common::pki::Pki::new("prom-tls");
+    let mut config = common::config_for(&foundation, Duration::from_secs(600));
+    config.web = cf_firehose_exporter::web_config::WebSecurityArgs {
+        tls_cert_file: Some(pki.path("server.pem")),
+        tls_key_file: Some(pki.path("server.key")),
+        ..Default::default()
+    }
+    .resolve()
+    .unwrap();
+    let exporter = Exporter::start(config).await.expect("exporter starts");
+    let dir = std::env::temp_dir().join(format!(
+        "cf-firehose-exporter-prom-tls-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = pki.path("ca.pem");
+    let file = dir.join("prometheus.yml");
+    // One job as Prometheus comes, one asking for HTTP/2 whatever the default.
+    std::fs::write(
+        &file,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+             scrape_configs:\n\
+             \x20 - job_name: https-default\n    scheme: https\n    tls_config:\n      ca_file: {ca}\n\
+             \x20   static_configs:\n      - targets: ['{address}']\n\
+             \x20 - job_name: https-http2\n    scheme: https\n    enable_http2: true\n\
+             \x20   tls_config:\n      ca_file: {ca}\n\
+             \x20   static_configs:\n      - targets: ['{address}']\n",
+            ca = ca.display(),
+            address = exporter.address,
+        ),
+    )
+    .unwrap();
+    let (_running, base) = start_prometheus(binary, &dir, &file);
+    let client = reqwest::Client::new();
+    let targets = targets_up(&client, &base, 2).await;
+    for target in &targets {
+        assert_eq!(target["lastError"], "", "{target}");
+    }
+    for job in ["https-default", "https-http2"] {
+        let promql = format!("cf_firehose_exporter_up{{job=\"{job}\"}}");
+        let got =
+            common::eventually(&promql, || async { query(&client, &base, &promql).await }).await;
+        assert_eq!(got, "1", "{promql}");
+    }
 }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cf_firehose_exporter::app::{Exporter, ExporterConfig};
+use cf_firehose_exporter::app::{Exporter, ExporterConfig, RunError};
 use cf_firehose_exporter::envelope::{self, CounterEvent, Envelope, ValueMetric};
 use cf_firehose_exporter::sim::faults::Fault;
 use cf_firehose_exporter::sim::traffic_controller::TcSettings;
@@ -312,10 +312,10 @@ async fn the_source_gives_up_after_max_retry_count_and_stops_the_exporter() {
         .await
         .expect("the exporter stops by itself");
     match result {
-        Err(SourceError::RetriesExhausted {
+        Err(RunError::Source(SourceError::RetriesExhausted {
             attempts,
             last_error,
-        }) => {
+        })) => {
             assert_eq!(attempts, 3);
             assert!(last_error.starts_with("UAA unreachable"), "{last_error}");
         }

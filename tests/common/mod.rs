@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod exposition;
+pub mod pki;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -50,6 +51,7 @@ pub fn config_for(foundation: &Foundation, expiration: Duration) -> ExporterConf
         telemetry_path: "/metrics".into(),
         openmetrics: true,
         web: Default::default(),
+        http_limits: Default::default(),
     }
 }
 
