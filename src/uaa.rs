@@ -2,14 +2,17 @@
 //! caches it, and renews it at 80 % of its lifetime or at once when the
 //! Traffic Controller rejects it.
 
+//!
+//! The request is one form POST, built here rather than by an OAuth crate,
+//! so that the answer is read only up to [`MAX_RESPONSE_BYTES`] and no
+//! error ever carries its body: errors name the field at fault and how.
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-use oauth2::basic::BasicClient;
-use oauth2::{
-    ClientId, ClientSecret, EndpointNotSet, EndpointSet, RequestTokenError, TokenResponse, TokenUrl,
-};
+use base64::Engine;
+use reqwest::header::{self, HeaderValue};
+use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -19,8 +22,15 @@ use crate::telemetry::Telemetry;
 /// Lifetime assumed when UAA does not say (`expires_in` absent).
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(600);
 
-type UaaClient =
-    BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+/// Longest lifetime believed: a token is renewed at least daily, and no
+/// `expires_in` can overflow the clock.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Largest answer read from UAA; a token response is a few KiB.
+pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+/// Largest token used: larger ones would not pass as a header.
+pub const MAX_TOKEN_BYTES: usize = 64 << 10;
 
 /// Why no token could be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,20 +53,43 @@ struct CachedToken {
 }
 
 /// A cached client-credentials token.
-#[derive(Debug)]
 pub struct TokenSource {
-    client: UaaClient,
+    token_url: url::Url,
+    /// `Basic base64(urlencode(id):urlencode(secret))`, as RFC 6749 §2.3.1 asks.
+    basic: HeaderValue,
+    /// What no error text may hold: the secret and the header carrying it.
+    secrets: Vec<String>,
     http: reqwest::Client,
     cached: Mutex<Option<CachedToken>>,
     telemetry: Telemetry,
 }
 
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("token_url", &self.token_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
 impl TokenSource {
     /// A token source for the client in `config`.
     pub fn new(config: &SourceConfig, telemetry: Telemetry) -> Result<Self, UaaError> {
-        let client = BasicClient::new(ClientId::new(config.client_id.clone()))
-            .set_client_secret(ClientSecret::new(config.client_secret.expose().to_owned()))
-            .set_token_uri(TokenUrl::from_url(config.token_url.clone()));
+        let encode =
+            |s: &str| -> String { url::form_urlencoded::byte_serialize(s.as_bytes()).collect() };
+        let pair = format!(
+            "{}:{}",
+            encode(&config.client_id),
+            encode(config.client_secret.expose())
+        );
+        let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+        let mut basic = HeaderValue::from_str(&format!("Basic {encoded}"))
+            .map_err(|_| UaaError::BadResponse("client credentials do not fit a header".into()))?;
+        basic.set_sensitive(true);
+        let secrets = [config.client_secret.expose().to_owned(), encoded]
+            .into_iter()
+            .filter(|s| s.len() >= 4)
+            .collect();
         let http = reqwest::Client::builder()
             // Following redirects would hand the credentials to another host.
             .redirect(reqwest::redirect::Policy::none())
@@ -68,7 +101,9 @@ impl TokenSource {
             .build()
             .map_err(|e| UaaError::Unreachable(e.to_string()))?;
         Ok(Self {
-            client,
+            token_url: config.token_url.clone(),
+            basic,
+            secrets,
             http,
             cached: Mutex::new(None),
             telemetry,
@@ -84,7 +119,18 @@ impl TokenSource {
             return Ok(token.authorization.clone());
         }
         let renewing = cached.is_some();
-        let token = self.fetch().await?;
+        let token = match self.fetch().await {
+            Ok(token) => token,
+            Err(error) => {
+                let label = match error {
+                    UaaError::Credentials(_) => "credentials",
+                    UaaError::Unreachable(_) | UaaError::BadResponse(_) => "error",
+                };
+                self.telemetry.token_requests(label).inc();
+                return Err(error);
+            }
+        };
+        self.telemetry.token_requests("success").inc();
         if renewing {
             tracing::info!("UAA token renewed");
         } else {
@@ -108,112 +154,280 @@ impl TokenSource {
     }
 
     async fn fetch(&self) -> Result<CachedToken, UaaError> {
-        // oauth2 parses an error body the same whatever the status; keep the
-        // status to tell a refusal of the client from a server failure.
-        let http = StatusRecorder {
-            http: &self.http,
-            status: AtomicU16::new(0),
-        };
-        let result = self
-            .client
-            .exchange_client_credentials()
-            .request_async(&http)
-            .await;
-        let response = match result {
-            Ok(response) => response,
-            Err(e) => {
-                let error = classify(e, http.status.load(Ordering::Relaxed));
-                let label = match error {
-                    UaaError::Credentials(_) => "credentials",
-                    UaaError::Unreachable(_) | UaaError::BadResponse(_) => "error",
-                };
-                self.telemetry.token_requests(label).inc();
-                return Err(error);
-            }
-        };
-        self.telemetry.token_requests("success").inc();
-        let lifetime = response.expires_in().unwrap_or(DEFAULT_LIFETIME);
+        let response = self
+            .http
+            .post(self.token_url.clone())
+            .header(header::AUTHORIZATION, self.basic.clone())
+            .header(header::ACCEPT, "application/json")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .map_err(|e| UaaError::Unreachable(self.redact(&error_chain(&e))))?;
+        let status = response.status().as_u16();
+        let body = read_capped(response, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| match e {
+                Capped::TooLarge => UaaError::BadResponse(format!(
+                    "HTTP {status}: the answer is larger than {} KiB",
+                    MAX_RESPONSE_BYTES >> 10
+                )),
+                Capped::Failed(e) => UaaError::Unreachable(self.redact(&error_chain(&e))),
+            })?;
+        if status != 200 {
+            return Err(self.refusal(status, &body));
+        }
+        let token = parse_token(&body).map_err(|problem| {
+            UaaError::BadResponse(format!("HTTP 200 but not a token response: {problem}"))
+        })?;
         Ok(CachedToken {
-            authorization: Arc::from(format!("bearer {}", response.access_token().secret())),
-            renew_at: Instant::now() + lifetime.mul_f64(0.8),
+            authorization: token.authorization,
+            renew_at: Instant::now() + token.lifetime.mul_f64(0.8),
         })
+    }
+
+    /// Sorts an answer other than 200: any 401, or a 400 that names the
+    /// client, is a problem with the credentials; anything else a failure
+    /// of UAA, worth retrying. Only the OAuth `error` and
+    /// `error_description` are kept, bounded and with the credentials
+    /// taken out: a body may echo what was sent.
+    fn refusal(&self, status: u16, body: &[u8]) -> UaaError {
+        let json: Option<Value> = serde_json::from_slice(body).ok();
+        let error = json
+            .as_ref()
+            .and_then(|j| j.get("error")?.as_str())
+            .filter(|e| {
+                !e.is_empty()
+                    && e.len() <= 64
+                    && e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            });
+        let text = match error {
+            Some(error) => {
+                let description = json
+                    .as_ref()
+                    .and_then(|j| j.get("error_description")?.as_str())
+                    .map(|d| {
+                        let d: String = d.chars().take(200).collect();
+                        self.redact(&d)
+                    });
+                match description {
+                    Some(d) if !d.is_empty() => format!("HTTP {status}: {error}: {d}"),
+                    _ => format!("HTTP {status}: {error}"),
+                }
+            }
+            None => format!(
+                "HTTP {status} with a body of {} bytes that is not an OAuth error",
+                body.len()
+            ),
+        };
+        let refused = status == 401
+            || (status == 400 && matches!(error, Some("invalid_client" | "unauthorized_client")));
+        if refused {
+            UaaError::Credentials(text)
+        } else {
+            UaaError::BadResponse(text)
+        }
+    }
+
+    /// `text` with the secret and the credentials header replaced.
+    fn redact(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for secret in &self.secrets {
+            text = text.replace(secret.as_str(), "<redacted>");
+        }
+        text
     }
 }
 
-/// The HTTP client for oauth2, remembering the status of the answer.
-struct StatusRecorder<'a> {
-    http: &'a reqwest::Client,
-    status: AtomicU16,
+/// A token and how long it lasts.
+#[derive(Debug)]
+struct Token {
+    authorization: Arc<str>,
+    lifetime: Duration,
 }
 
-type HttpFuture<'c> = std::pin::Pin<
-    Box<
-        dyn std::future::Future<
-                Output = Result<oauth2::HttpResponse, oauth2::HttpClientError<reqwest::Error>>,
-            > + Send
-            + Sync
-            + 'c,
-    >,
->;
+/// Reads a token response. Errors say which field is wrong and how, never
+/// what it holds: the body carries the token.
+fn parse_token(body: &[u8]) -> Result<Token, String> {
+    let json: Value = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Eof => "the JSON ends early".to_owned(),
+        _ => format!(
+            "not JSON (error at line {} column {})",
+            e.line(),
+            e.column()
+        ),
+    })?;
+    let object = json
+        .as_object()
+        .ok_or_else(|| format!("a JSON {} instead of an object", kind(&json)))?;
+    let field = |name: &str| object.get(name).filter(|v| !v.is_null());
+    let access_token = match field("access_token") {
+        None => return Err("no access_token".into()),
+        Some(Value::String(t)) if t.is_empty() => return Err("access_token is empty".into()),
+        Some(Value::String(t)) => t,
+        Some(other) => return Err(format!("access_token is a {}, not a string", kind(other))),
+    };
+    match field("token_type") {
+        None => return Err("no token_type".into()),
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
+        Some(Value::String(_)) => return Err("token_type is not bearer".into()),
+        Some(other) => return Err(format!("token_type is a {}, not a string", kind(other))),
+    }
+    let lifetime = match field("expires_in") {
+        None => DEFAULT_LIFETIME,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(seconds) => Duration::from_secs(seconds).min(MAX_LIFETIME),
+            None if n.as_i64().is_some() => return Err("expires_in is negative".into()),
+            None => return Err("expires_in is not a whole number of seconds".into()),
+        },
+        Some(other) => return Err(format!("expires_in is a {}, not a number", kind(other))),
+    };
+    let authorization = format!("bearer {access_token}");
+    if authorization.len() > MAX_TOKEN_BYTES {
+        return Err(format!(
+            "access_token is {} bytes, more than {} KiB",
+            access_token.len(),
+            MAX_TOKEN_BYTES >> 10
+        ));
+    }
+    if HeaderValue::from_str(&authorization).is_err() {
+        return Err("access_token holds characters a header cannot carry".into());
+    }
+    Ok(Token {
+        authorization: Arc::from(authorization),
+        lifetime,
+    })
+}
 
-impl<'c> oauth2::AsyncHttpClient<'c> for StatusRecorder<'_> {
-    type Error = oauth2::HttpClientError<reqwest::Error>;
-    type Future = HttpFuture<'c>;
-
-    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
-        Box::pin(async move {
-            let response = oauth2::AsyncHttpClient::call(self.http, request).await;
-            if let Ok(r) = &response {
-                self.status.store(r.status().as_u16(), Ordering::Relaxed);
-            }
-            response
-        })
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
     }
 }
 
-/// Sorts a failed token request: any 401, or a 400 that names the client,
-/// is a problem with the credentials; anything else a failure of UAA or of
-/// the network, worth retrying.
-fn classify<RE: std::error::Error + 'static>(
-    e: RequestTokenError<RE, oauth2::basic::BasicErrorResponse>,
-    status: u16,
-) -> UaaError {
-    use oauth2::basic::BasicErrorResponseType as Kind;
-    match e {
-        RequestTokenError::ServerResponse(r) => {
-            let mut text = r.error().to_string();
-            if let Some(description) = r.error_description() {
-                text = format!("{text}: {description}");
-            }
-            let refused = status == 401
-                || (status == 400
-                    && matches!(r.error(), Kind::InvalidClient | Kind::UnauthorizedClient));
-            if refused {
-                UaaError::Credentials(format!("HTTP {status}: {text}"))
-            } else {
-                UaaError::BadResponse(format!("HTTP {status}: {text}"))
-            }
+enum Capped {
+    TooLarge,
+    Failed(reqwest::Error),
+}
+
+/// The body, or `TooLarge` as soon as it passes `max` bytes.
+async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, Capped> {
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(Capped::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Capped::Failed)? {
+        if body.len() + chunk.len() > max {
+            return Err(Capped::TooLarge);
         }
-        RequestTokenError::Request(e) => {
-            let mut text = e.to_string();
-            let mut source = e.source();
-            while let Some(s) = source {
-                text = format!("{text}: {s}");
-                source = s.source();
-            }
-            UaaError::Unreachable(text)
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// An error and its sources, one after the other.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(body: &str) -> String {
+        parse_token(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn malformed_token_responses_say_what_is_wrong_and_never_what_was_sent() {
+        let token = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0LXRva2Vu.sig";
+        let cases = [
+            (
+                format!(
+                    r#"{{"access_token":"{token}","token_type":"bearer","expires_in":"3600"}}"#
+                ),
+                "expires_in is a string, not a number",
+            ),
+            (
+                format!(r#"{{"access_token":"{token}","token_type":"bearer","expires_in":-5}}"#),
+                "expires_in is negative",
+            ),
+            (
+                format!(
+                    r#"{{"access_token":"{token}","token_type":"bearer","expires_in":3599.5}}"#
+                ),
+                "expires_in is not a whole number of seconds",
+            ),
+            (
+                format!(r#"{{"access_token":"{token}","expires_in":3600}}"#),
+                "no token_type",
+            ),
+            (
+                format!(r#"{{"access_token":"{token}","token_type":"mac"}}"#),
+                "token_type is not bearer",
+            ),
+            (r#"{"token_type":"bearer"}"#.to_owned(), "no access_token"),
+            (
+                r#"{"access_token":"","token_type":"bearer"}"#.to_owned(),
+                "access_token is empty",
+            ),
+            (
+                r#"{"access_token":42,"token_type":"bearer"}"#.to_owned(),
+                "access_token is a number, not a string",
+            ),
+            (
+                format!(r#"{{"access_token":"{token}\n","token_type":"bearer"}}"#),
+                "access_token holds characters a header cannot carry",
+            ),
+            (
+                format!(r#"["{token}"]"#),
+                "a JSON array instead of an object",
+            ),
+            (
+                format!(r#"{{"access_token":"{token}""#),
+                "the JSON ends early",
+            ),
+            (
+                format!(r#"access_token={token}&token_type=bearer"#),
+                "not JSON (error at line 1 column 1)",
+            ),
+        ];
+        for (body, expected) in cases {
+            let got = problem(&body);
+            assert_eq!(got, expected, "{body}");
+            assert!(!got.contains("c2VjcmV0"), "{got}");
         }
-        RequestTokenError::Parse(e, body) => {
-            let body = String::from_utf8_lossy(&body);
-            let body: String = body.chars().take(200).collect();
-            if status == 401 {
-                UaaError::Credentials(format!("HTTP 401: {body:?}"))
-            } else if status != 200 {
-                UaaError::BadResponse(format!("HTTP {status}: {body:?}"))
-            } else {
-                UaaError::BadResponse(format!("{e} (body: {body:?})"))
-            }
-        }
-        RequestTokenError::Other(text) => UaaError::BadResponse(text),
+    }
+
+    #[test]
+    fn lifetimes_are_clamped_so_that_no_clock_overflows() {
+        let token = |expires: &str| {
+            parse_token(
+                format!(r#"{{"access_token":"t","token_type":"bearer","expires_in":{expires}}}"#)
+                    .as_bytes(),
+            )
+            .unwrap()
+        };
+        assert_eq!(token("18446744073709551615").lifetime, MAX_LIFETIME);
+        assert_eq!(token("3600").lifetime, Duration::from_secs(3600));
+        assert_eq!(token("null").lifetime, DEFAULT_LIFETIME);
+        let renew_at = Instant::now() + token("18446744073709551615").lifetime.mul_f64(0.8);
+        assert!(renew_at > Instant::now());
+        let huge = "t".repeat(MAX_TOKEN_BYTES);
+        let err =
+            parse_token(format!(r#"{{"access_token":"{huge}","token_type":"bearer"}}"#).as_bytes())
+                .unwrap_err();
+        assert_eq!(err, "access_token is 65536 bytes, more than 64 KiB");
     }
 }

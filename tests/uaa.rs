@@ -132,3 +132,193 @@ async fn uaa_failures_are_sorted_and_a_healed_uaa_issues_again() {
     assert_eq!(telemetry.token_requests("credentials").get(), 1);
     assert_eq!(telemetry.token_requests("success").get(), 1);
 }
+
+/// Log lines of this thread's tasks, at every level, as the exporter writes them.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter("cf_firehose_exporter=trace")
+            .with_writer(move || writer.clone())
+            .event_format(cf_firehose_exporter::logging::Logfmt)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// An exporter against a UAA answering `mode`, after a few token requests:
+/// its logs, landing page and readiness answer.
+async fn exporter_against(mode: UaaMode) -> (String, String, String) {
+    let logs = Logs::default();
+    let _capture = logs.capture();
+    let f = foundation(Duration::from_secs(3600)).await;
+    f.uaa.set_mode(mode);
+    let mut config = common::config_for(&f, Duration::from_secs(60));
+    config.source.min_retry_delay = Duration::from_millis(200);
+    config.source.max_retry_delay = Duration::from_millis(400);
+    let exporter = cf_firehose_exporter::app::Exporter::start(config)
+        .await
+        .unwrap();
+    let base = format!("http://{}", exporter.address);
+    // Both pages while the source waits to try again, saying why.
+    let page = |path: &'static str| {
+        let url = format!("{base}{path}");
+        async move {
+            common::eventually(path, || async {
+                let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+                text.contains("reconnecting after").then_some(text)
+            })
+            .await
+        }
+    };
+    let ready = page("/-/ready").await;
+    let landing = page("/").await;
+    assert!(exporter.telemetry.token_requests("success").get() == 0);
+    exporter.stop().await.unwrap();
+    (logs.text(), landing, ready)
+}
+
+#[tokio::test]
+async fn the_token_of_a_malformed_response_appears_in_no_log_line_landing_page_or_readiness() {
+    for (body, problem) in [
+        (
+            r#"{"access_token":"tok-Zm9vYmFyc2VjcmV0","token_type":"bearer","expires_in":"3600"}"#,
+            "expires_in is a string, not a number",
+        ),
+        (
+            r#"{"access_token":"tok-Zm9vYmFyc2VjcmV0","token_type":"bearer","expires_in":-1}"#,
+            "expires_in is negative",
+        ),
+        (
+            r#"{"access_token":"tok-Zm9vYmFyc2VjcmV0","token_type":"bearer","expires_in":1.5}"#,
+            "expires_in is not a whole number of seconds",
+        ),
+        (
+            r#"{"access_token":"tok-Zm9vYmFyc2VjcmV0","expires_in":3600}"#,
+            "no token_type",
+        ),
+    ] {
+        let (logs, landing, ready) = exporter_against(UaaMode::Canned(200, body)).await;
+        for (what, text) in [
+            ("logs", &logs),
+            ("landing page", &landing),
+            ("readiness", &ready),
+        ] {
+            assert!(
+                !text.contains("Zm9vYmFyc2VjcmV0"),
+                "token in the {what}: {text}"
+            );
+        }
+        assert!(logs.contains(problem), "{logs}");
+        assert!(ready.contains(problem), "{ready}");
+    }
+}
+
+#[tokio::test]
+async fn a_uaa_echoing_the_request_headers_leaks_no_credentials() {
+    let secret = SimClient::default().secret.expose().to_owned();
+    for status in [200, 400, 401, 500] {
+        let (logs, landing, ready) = exporter_against(UaaMode::EchoHeaders(status)).await;
+        for (what, text) in [
+            ("logs", &logs),
+            ("landing page", &landing),
+            ("readiness", &ready),
+        ] {
+            assert!(
+                !text.contains("Basic "),
+                "credentials in the {what}: {text}"
+            );
+            assert!(!text.contains(&secret), "secret in the {what}: {text}");
+        }
+        assert!(ready.contains(&format!("HTTP {status}")), "{ready}");
+    }
+}
+
+#[tokio::test]
+async fn a_huge_uaa_answer_is_cut_short() {
+    let f = foundation(Duration::from_secs(3600)).await;
+    f.uaa.set_mode(UaaMode::Huge(256 << 20));
+    let config = common::config_for(&f, Duration::from_secs(60)).source;
+    let tokens = TokenSource::new(&config, Telemetry::new()).unwrap();
+    let since = std::time::Instant::now();
+    let error = tokens.authorization().await.unwrap_err();
+    assert_eq!(
+        error,
+        UaaError::BadResponse("HTTP 200: the answer is larger than 1024 KiB".into())
+    );
+    // Reading 256 MiB would take far longer than reading the first MiB.
+    assert!(
+        since.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        since.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_expires_in_that_would_overflow_the_clock_is_clamped() {
+    let f = foundation(Duration::from_secs(3600)).await;
+    f.uaa.set_mode(UaaMode::Canned(
+        200,
+        r#"{"access_token":"t","token_type":"bearer","expires_in":18446744073709551615}"#,
+    ));
+    let config = common::config_for(&f, Duration::from_secs(60)).source;
+    let tokens = TokenSource::new(&config, Telemetry::new()).unwrap();
+    assert_eq!(&*tokens.authorization().await.unwrap(), "bearer t");
+    assert_eq!(
+        &*tokens.authorization().await.unwrap(),
+        "bearer t",
+        "cached"
+    );
+    assert_eq!(f.uaa.requests(), 1);
+}
+
+#[tokio::test]
+async fn a_token_the_traffic_controller_refuses_as_too_large_is_dropped_at_once() {
+    let f = foundation(Duration::from_secs(3600)).await;
+    let big: &'static str = Box::leak(
+        format!(
+            r#"{{"access_token":"{}","token_type":"bearer","expires_in":3600}}"#,
+            "x".repeat(20_000)
+        )
+        .into_boxed_str(),
+    );
+    f.uaa.set_mode(UaaMode::Canned(200, big));
+    f.traffic_controller.set_max_authorization(8192);
+    let mut config = common::config_for(&f, Duration::from_secs(60));
+    config.source.min_retry_delay = Duration::from_millis(20);
+    config.source.max_retry_delay = Duration::from_millis(50);
+    let exporter = cf_firehose_exporter::app::Exporter::start(config)
+        .await
+        .unwrap();
+    common::eventually("a 431", || async {
+        (exporter.telemetry.connect_errors("rejected").get() >= 1).then_some(())
+    })
+    .await;
+    // UAA heals: the next attempt asks it again rather than resend the
+    // cached one-hour token.
+    f.uaa.set_mode(UaaMode::Normal);
+    assert!(
+        f.traffic_controller
+            .wait_for_connections(1, common::PATIENCE)
+            .await,
+        "never connected with a new token"
+    );
+    exporter.stop().await.unwrap();
+}

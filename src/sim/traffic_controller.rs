@@ -109,6 +109,8 @@ struct Inner {
     published: AtomicU64,
     /// Answer handshakes with 503, as when Dopplers cannot be reached.
     unavailable: std::sync::atomic::AtomicBool,
+    /// Answer handshakes whose `Authorization` is longer with 431 (0: no limit).
+    max_authorization: AtomicU64,
     /// Close codes the clients sent.
     client_closes: Mutex<Vec<u16>>,
 }
@@ -239,6 +241,12 @@ impl TrafficController {
         self.take_all(|| Command::Hang);
     }
 
+    /// Handshakes whose `Authorization` header is longer than `bytes` are
+    /// answered 431, as a Go server does past its header limit (0: none).
+    pub fn set_max_authorization(&self, bytes: u64) {
+        self.inner.max_authorization.store(bytes, Ordering::Relaxed);
+    }
+
     /// While set, handshakes are answered with 503 before the upgrade.
     pub fn set_unavailable(&self, unavailable: bool) {
         self.inner.unavailable.store(unavailable, Ordering::Relaxed);
@@ -323,6 +331,13 @@ fn check(inner: &Inner, request: &Request) -> Result<Subscription, Refusal> {
             "You are not authorized. authorization not provided",
         ));
     };
+    let max = inner.max_authorization.load(Ordering::Relaxed);
+    if max > 0 && authorization.len() as u64 > max {
+        return Err((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "431 Request Header Fields Too Large",
+        ));
+    }
     // The real one strips exactly "bearer " (lower case) and hands the rest to UAA.
     let token = authorization
         .strip_prefix("bearer ")

@@ -40,6 +40,13 @@ pub enum UaaMode {
     BadCredentials,
     /// Answers normally after the given delay.
     Slow(std::time::Duration),
+    /// Answers this status and JSON body, whatever was asked.
+    Canned(u16, &'static str),
+    /// Answers this status with the request's headers as a plain-text body,
+    /// as a misconfigured proxy or debugging endpoint does.
+    EchoHeaders(u16),
+    /// Answers 200 with a body of this many bytes that never parses.
+    Huge(u64),
 }
 
 #[derive(Debug)]
@@ -171,6 +178,26 @@ async fn token(
                 .into_response();
         }
         UaaMode::Slow(delay) => tokio::time::sleep(delay).await,
+        UaaMode::Canned(status, body) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            return (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        }
+        UaaMode::EchoHeaders(status) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let echo: String = headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())))
+                .collect();
+            return (status, echo).into_response();
+        }
+        UaaMode::Huge(size) => {
+            let chunk = bytes::Bytes::from(vec![b' '; 64 << 10]);
+            let chunks = size.div_ceil(chunk.len() as u64);
+            let stream = futures_util::stream::iter(
+                (0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+            );
+            return (StatusCode::OK, axum::body::Body::from_stream(stream)).into_response();
+        }
         UaaMode::Normal | UaaMode::Down | UaaMode::BadCredentials => {}
     }
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") {

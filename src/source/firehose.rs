@@ -324,11 +324,16 @@ impl FirehoseSource {
             .as_str()
             .into_client_request()
             .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
-        let header = authorization.parse().map_err(|_| {
-            ConnectError::Uaa(UaaError::BadResponse(
-                "token is not a valid header value".into(),
-            ))
-        })?;
+        let header = match authorization.parse() {
+            Ok(header) => header,
+            Err(_) => {
+                // Unusable: never try it again.
+                self.tokens.invalidate(&authorization).await;
+                return Err(ConnectError::Uaa(UaaError::BadResponse(
+                    "token is not a valid header value".into(),
+                )));
+            }
+        };
         request
             .headers_mut()
             .insert(http_header::AUTHORIZATION, header);
@@ -349,21 +354,34 @@ impl FirehoseSource {
             Ok(Ok((socket, _response))) => Ok(socket),
             Ok(Err(tungstenite::Error::Http(response))) => {
                 let status = response.status().as_u16();
+                // The body may echo the request: never the token.
+                let token = authorization
+                    .strip_prefix("bearer ")
+                    .unwrap_or(&authorization);
                 let body = response
                     .body()
                     .as_deref()
                     .map(|b| {
                         String::from_utf8_lossy(b)
+                            .replace(token, "<token>")
                             .chars()
                             .take(200)
                             .collect::<String>()
                     })
                     .unwrap_or_default();
-                if status == 401 {
-                    self.tokens.invalidate(&authorization).await;
-                    Err(ConnectError::Unauthorized(body))
-                } else {
-                    Err(ConnectError::Rejected { status, body })
+                match status {
+                    401 => {
+                        self.tokens.invalidate(&authorization).await;
+                        Err(ConnectError::Unauthorized(body))
+                    }
+                    // The request was refused as malformed or its headers as
+                    // too large: the token is the likely cause and must not
+                    // be sent again.
+                    400 | 431 => {
+                        self.tokens.invalidate(&authorization).await;
+                        Err(ConnectError::Rejected { status, body })
+                    }
+                    _ => Err(ConnectError::Rejected { status, body }),
                 }
             }
             Ok(Err(e)) => Err(ConnectError::Unreachable(e.to_string())),
