@@ -87,6 +87,7 @@ pub struct SourceArgs {
         env = "FIREHOSE_EXPORTER_DOPPLER_MIN_RETRY_DELAY",
         default_value = "500ms",
         value_parser = parse_duration,
+        allow_hyphen_values = true,
         value_name = "DURATION"
     )]
     pub min_retry_delay: Duration,
@@ -95,7 +96,8 @@ pub struct SourceArgs {
         long = "doppler.max-retry-delay",
         env = "FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_DELAY",
         default_value = "60s",
-        value_parser = parse_duration,
+        value_parser = parse_positive_duration,
+        allow_hyphen_values = true,
         value_name = "DURATION"
     )]
     pub max_retry_delay: Duration,
@@ -106,6 +108,7 @@ pub struct SourceArgs {
         env = "FIREHOSE_EXPORTER_DOPPLER_CONNECTIONS",
         default_value_t = 1,
         value_parser = clap::value_parser!(u16).range(1..=64),
+        allow_hyphen_values = true,
         value_name = "N"
     )]
     pub connections: u16,
@@ -113,6 +116,7 @@ pub struct SourceArgs {
     #[arg(
         long = "doppler.max-retry-count",
         env = "FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_COUNT",
+        allow_hyphen_values = true,
         value_name = "N"
     )]
     pub max_retry_count: Option<u32>,
@@ -122,6 +126,7 @@ pub struct SourceArgs {
         env = "FIREHOSE_EXPORTER_DOPPLER_IDLE_TIMEOUT",
         default_value = "60s",
         value_parser = parse_duration,
+        allow_hyphen_values = true,
         value_name = "DURATION"
     )]
     pub idle_timeout: Duration,
@@ -131,6 +136,7 @@ pub struct SourceArgs {
         env = "FIREHOSE_EXPORTER_DOPPLER_MAX_FRAME_SIZE",
         default_value = "4MiB",
         value_parser = parse_size,
+        allow_hyphen_values = true,
         value_name = "BYTES"
     )]
     pub max_frame_size: usize,
@@ -139,7 +145,8 @@ pub struct SourceArgs {
         long = "uaa.timeout",
         env = "FIREHOSE_EXPORTER_UAA_TIMEOUT",
         default_value = "10s",
-        value_parser = parse_duration,
+        value_parser = parse_positive_duration,
+        allow_hyphen_values = true,
         value_name = "DURATION"
     )]
     pub uaa_timeout: Duration,
@@ -184,7 +191,8 @@ pub struct CommonArgs {
         alias = "doppler.metric-expiration",
         env = "FIREHOSE_EXPORTER_METRICS_EXPIRATION",
         default_value = "10m",
-        value_parser = parse_duration,
+        value_parser = parse_positive_duration,
+        allow_hyphen_values = true,
         value_name = "DURATION"
     )]
     pub expiration: Duration,
@@ -248,6 +256,7 @@ pub struct CommonArgs {
         env = "FIREHOSE_EXPORTER_METRICS_MAX_SERIES",
         default_value_t = 1_000_000,
         value_parser = clap::value_parser!(u64).range(1..),
+        allow_hyphen_values = true,
         value_name = "N"
     )]
     pub max_series: u64,
@@ -311,6 +320,7 @@ pub struct CommonArgs {
         env = "FIREHOSE_EXPORTER_WEB_READ_HEADER_TIMEOUT",
         default_value = "10s",
         value_parser = parse_positive_duration,
+        allow_hyphen_values = true,
         value_name = "DURATION"
     )]
     pub read_header_timeout: Duration,
@@ -320,6 +330,7 @@ pub struct CommonArgs {
         env = "FIREHOSE_EXPORTER_WEB_IDLE_TIMEOUT",
         default_value = "90s",
         value_parser = parse_positive_duration,
+        allow_hyphen_values = true,
         value_name = "DURATION"
     )]
     pub web_idle_timeout: Duration,
@@ -330,6 +341,7 @@ pub struct CommonArgs {
         env = "FIREHOSE_EXPORTER_WEB_MAX_CONNECTIONS",
         default_value_t = 512,
         value_parser = clap::value_parser!(u32).range(1..),
+        allow_hyphen_values = true,
         value_name = "N"
     )]
     pub max_connections: u32,
@@ -410,7 +422,8 @@ pub struct FaultArgs {
         long = "sim.fault-interval",
         env = "FIREHOSE_EXPORTER_SIM_FAULT_INTERVAL",
         default_value = "30s",
-        value_parser = parse_duration,
+        value_parser = parse_positive_duration,
+        allow_hyphen_values = true,
         value_name = "DURATION"
     )]
     pub interval: Duration,
@@ -420,6 +433,7 @@ pub struct FaultArgs {
         env = "FIREHOSE_EXPORTER_SIM_FAULT_DURATION",
         default_value = "10s",
         value_parser = parse_duration,
+        allow_hyphen_values = true,
         value_name = "DURATION"
     )]
     pub duration: Duration,
@@ -711,10 +725,10 @@ impl SourceArgs {
                 "must be at least 1 (leave it out to retry forever)",
             ));
         }
-        if self.max_frame_size < 1024 {
+        if !(1024..=1 << 30).contains(&self.max_frame_size) {
             return Err(ConfigError::new(
                 "--doppler.max-frame-size",
-                "must be at least 1KiB",
+                "must be between 1KiB and 1GiB",
             ));
         }
         if self.uaa_timeout.is_zero() {
@@ -831,10 +845,22 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 }
 
 fn parse_telemetry_path(s: &str) -> Result<String, String> {
-    if !s.starts_with('/') || s.len() < 2 || s.contains(['?', '#', ' ']) {
-        return Err(format!("{s:?} must be a path like /metrics"));
+    let path = s.trim_end_matches('/');
+    let plain = path.starts_with('/')
+        && path.len() >= 2
+        && !path.contains("//")
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~'));
+    if !plain {
+        return Err(format!(
+            "{s:?} must be a path like /metrics: segments of letters, digits, '-', '.', '_' or '~'"
+        ));
     }
-    Ok(s.trim_end_matches('/').to_owned())
+    if matches!(path, "/-/healthy" | "/-/ready") {
+        return Err(format!("{s:?} is taken by the exporter's own endpoint"));
+    }
+    Ok(path.to_owned())
 }
 
 #[cfg(test)]

@@ -127,8 +127,31 @@ fn anchored(pattern: Option<&str>, flag: &'static str) -> Result<Option<Regex>, 
         .map(Some)
         .map_err(|e| FilterError {
             flag,
-            problem: format!("{pattern:?} is not a regular expression: {e}"),
+            problem: format!(
+                "{pattern:?} is not a regular expression: {}",
+                regex_problem(&e)
+            ),
         })
+}
+
+/// The regex crate's error in one line: its own message spans several,
+/// with the pattern and a caret.
+fn regex_problem(e: &regex::Error) -> String {
+    match e {
+        regex::Error::Syntax(text) => text
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("error: "))
+            .unwrap_or("invalid syntax")
+            .to_owned(),
+        regex::Error::CompiledTooBig(limit) => format!("larger than {limit} bytes once compiled"),
+        other => other
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("invalid")
+            .to_owned(),
+    }
 }
 
 #[cfg(test)]

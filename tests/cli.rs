@@ -176,3 +176,67 @@ fn sigterm_stops_the_demo_cleanly_within_five_seconds() {
     assert!(stderr.contains("shutting down"), "{stderr}");
     assert!(stderr.contains("stopped"), "{stderr}");
 }
+
+/// The flags a start needs, pointing at nothing that answers.
+const REQUIRED: [&str; 4] = [
+    "--uaa.url=http://127.0.0.1:9",
+    "--uaa.client-id=exporter",
+    "--uaa.client-secret=s3cr3t-value",
+    "--doppler.url=ws://127.0.0.1:9",
+];
+
+/// Runs with `args` after the required flags: one line naming `flag`, exit 2.
+fn refused(args: &[&str], flag: &str) {
+    let (code, stdout, stderr) = run(exporter()
+        .args(REQUIRED)
+        .args(args)
+        .args(["--web.listen-address", "127.0.0.1:0"]));
+    assert_eq!(code, 2, "{args:?}: {stderr}{stdout}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    assert!(!stderr.contains("s3cr3t-value"), "{stderr}");
+}
+
+#[test]
+fn every_bad_value_is_one_line_naming_its_flag_and_exit_code_2() {
+    refused(&["--metrics.expiration", "-5s"], "--metrics.expiration");
+    refused(&["--metrics.expiration", "0s"], "--metrics.expiration");
+    refused(
+        &["--doppler.max-retry-count", "-1"],
+        "--doppler.max-retry-count",
+    );
+    refused(&["--metrics.max-series", "-3"], "--metrics.max-series");
+    refused(&["--uaa.timeout", "0s"], "--uaa.timeout");
+    refused(&["--web.idle-timeout", "0s"], "--web.idle-timeout");
+    refused(
+        &["--web.read-header-timeout", "-1s"],
+        "--web.read-header-timeout",
+    );
+    refused(
+        &["--doppler.max-frame-size", "2GiB"],
+        "--doppler.max-frame-size",
+    );
+    // Caught after clap, by the filters: the same shape and exit code.
+    refused(
+        &["--filter.metric-names", "(unclosed"],
+        "--filter.metric-names",
+    );
+    refused(&["--filter.events", "Nonsense"], "--filter.events");
+}
+
+#[test]
+fn telemetry_paths_that_would_clash_or_match_other_paths_are_refused() {
+    for path in [
+        "/-/ready",
+        "/-/healthy",
+        "/:x",
+        "/*x",
+        "/m{",
+        "/{x}",
+        "/",
+        "//m",
+        "metrics",
+    ] {
+        refused(&["--web.telemetry-path", path], "--web.telemetry-path");
+    }
+}

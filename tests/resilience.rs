@@ -380,3 +380,69 @@ async fn several_connections_share_the_subscription_and_every_envelope_is_applie
     .await;
     assert_eq!(h.get("/-/ready").await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_server_that_drops_every_connection_at_once_gets_backoff_and_the_retry_cap() {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let foundation = Foundation::start(any, any, SimClient::default(), TcSettings::default())
+        .await
+        .unwrap();
+    foundation.traffic_controller.set_drop_on_accept(true);
+    let mut config: ExporterConfig = common::config_for(&foundation, Duration::from_secs(600));
+    config.source.min_retry_delay = Duration::from_millis(100);
+    config.source.max_retry_delay = Duration::from_secs(10);
+    config.source.max_retry_count = Some(4);
+    let exporter = Exporter::start(config).await.unwrap();
+    let started = Instant::now();
+    let result = tokio::time::timeout(common::PATIENCE, exporter.wait())
+        .await
+        .expect("the retry cap fires");
+    match result {
+        Err(RunError::Source(SourceError::RetriesExhausted {
+            attempts,
+            last_error,
+        })) => {
+            assert_eq!(attempts, 4);
+            assert!(last_error.starts_with("connection lost"), "{last_error}");
+        }
+        other => panic!("expected to give up, got {other:?}"),
+    }
+    // Four handshakes, with backoff between: at least 50 + 100 + 200 ms
+    // (each delay drawn between half and all of 100, 200, 400 ms).
+    assert_eq!(foundation.traffic_controller.accepted(), 4);
+    assert!(
+        started.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn text_frames_are_counted_as_decode_errors_and_skipped() {
+    let h = Harness::start().await;
+    for _ in 0..5 {
+        assert_eq!(
+            h.foundation
+                .traffic_controller
+                .publish_text("not an envelope")
+                .await,
+            1
+        );
+    }
+    h.send(&counter("after_text", 7)).await;
+    let (_, parsed) = h
+        .scrape_until("the counter after the text frames", |p| {
+            p.value("after_text_total", &[("origin", "gorouter")])
+                .is_some()
+        })
+        .await;
+    assert_eq!(
+        parsed.value("cf_firehose_exporter_decode_errors_total", &[]),
+        Some(5.0)
+    );
+    assert_eq!(
+        h.exporter.telemetry.connections.get(),
+        1,
+        "the connection stays"
+    );
+}

@@ -61,6 +61,8 @@ pub enum FrameKind {
 #[derive(Debug)]
 enum Command {
     Frame(Bytes),
+    /// A text frame, which the protocol does not use.
+    Text(String),
     Close(u16, String),
     /// Close the TCP connection without a close frame.
     Drop,
@@ -109,6 +111,8 @@ struct Inner {
     published: AtomicU64,
     /// Answer handshakes with 503, as when Dopplers cannot be reached.
     unavailable: std::sync::atomic::AtomicBool,
+    /// Drop each connection right after its handshake, without a close frame.
+    drop_on_accept: std::sync::atomic::AtomicBool,
     /// Answer handshakes whose `Authorization` is longer with 431 (0: no limit).
     max_authorization: AtomicU64,
     /// Close codes the clients sent.
@@ -184,6 +188,25 @@ impl TrafficController {
         delivered
     }
 
+    /// Sends `text` as a text frame to one connection of each subscription;
+    /// returns how many took it.
+    pub async fn publish_text(&self, text: &str) -> usize {
+        let chosen: Vec<mpsc::Sender<Command>> = {
+            let groups = self.inner.groups.lock().unwrap_or_else(|e| e.into_inner());
+            groups
+                .values()
+                .filter_map(|subs| subs.first().map(|s| s.tx.clone()))
+                .collect()
+        };
+        let mut delivered = 0;
+        for tx in chosen {
+            if tx.send(Command::Text(text.to_owned())).await.is_ok() {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
     /// Open websocket connections.
     pub fn connections(&self) -> usize {
         self.subscribers().len()
@@ -239,6 +262,12 @@ impl TrafficController {
     /// client gives up. Envelopes published meanwhile go to other connections.
     pub fn hang_all(&self) {
         self.take_all(|| Command::Hang);
+    }
+
+    /// While set, each connection is accepted and its TCP connection
+    /// dropped at once, before any frame.
+    pub fn set_drop_on_accept(&self, drop: bool) {
+        self.inner.drop_on_accept.store(drop, Ordering::Relaxed);
     }
 
     /// Handshakes whose `Authorization` header is longer than `bytes` are
@@ -377,6 +406,10 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream) {
         return;
     };
     inner.accepted.fetch_add(1, Ordering::Relaxed);
+    if inner.drop_on_accept.load(Ordering::Relaxed) {
+        drop(socket);
+        return;
+    }
     let (tx, mut rx) = mpsc::channel(CONNECTION_BUFFER);
     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
     let key = (subscription.id.clone(), subscription.filter);
@@ -407,6 +440,10 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream) {
                                 if sink.feed(Message::Binary(frame)).await.is_err() { break }
                                 more += 1;
                             }
+                            Ok(Command::Text(text)) => {
+                                if sink.feed(Message::Text(text.into())).await.is_err() { break }
+                                more += 1;
+                            }
                             Ok(other) => {
                                 let _ = sink.flush().await;
                                 finish(sink, incoming, other).await;
@@ -417,6 +454,9 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream) {
                         }
                     }
                     if sink.flush().await.is_err() { break }
+                }
+                Some(Command::Text(text)) => {
+                    if sink.send(Message::Text(text.into())).await.is_err() { break }
                 }
                 Some(other) => {
                     finish(sink, incoming, other).await;
@@ -490,7 +530,7 @@ async fn finish(mut sink: Sink, mut incoming: Incoming, command: Command) {
             })
             .await;
         }
-        Command::Drop | Command::Frame(_) => {}
+        Command::Drop | Command::Frame(_) | Command::Text(_) => {}
     }
 }
 

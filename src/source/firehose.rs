@@ -26,6 +26,10 @@ use crate::uaa::{TokenSource, UaaError};
 /// Time allowed for TCP, TLS and the websocket handshake together.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A connection that stays up this long counts as a good one even if it
+/// delivered nothing (a quiet subscription): backoff starts afresh after it.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Why a connection could not be opened.
@@ -230,15 +234,35 @@ impl FirehoseSource {
             }
             let (failure, loud) = match attempt {
                 Ok(socket) => {
-                    retry_unauthorized = true;
-                    failures.clear();
-                    self.backoff.reset();
-                    let end = self.stream(socket, &shutdown).await;
+                    let (end, delivered) = self.stream(socket, &shutdown).await;
                     if end == Disconnect::Stopped {
                         break Ok(());
                     }
-                    self.disconnected(&end);
-                    (end.describe(), true)
+                    let text = end.describe();
+                    if delivered {
+                        // A good connection: start counting failures afresh.
+                        retry_unauthorized = true;
+                        failures.clear();
+                        self.backoff.reset();
+                        self.disconnected(&end, true);
+                        (text, true)
+                    } else {
+                        // Accepted, then dropped before any data: a failed
+                        // attempt like any other, so backoff keeps growing
+                        // and --doppler.max-retry-count counts it.
+                        let loud = failures.record(&text);
+                        self.disconnected(&end, loud);
+                        if let Some(max) =
+                            self.max_retry_count.filter(|max| failures.attempts >= *max)
+                        {
+                            tracing::error!(attempts = max, error = %text, "giving up");
+                            break Err(SourceError::RetriesExhausted {
+                                attempts: max,
+                                last_error: text,
+                            });
+                        }
+                        (text, loud)
+                    }
                 }
                 Err(ConnectError::Unauthorized(body)) if retry_unauthorized => {
                     // The token was revoked or expired early: fetch a new one
@@ -291,8 +315,8 @@ impl FirehoseSource {
         result
     }
 
-    /// Counts and logs the end of an established connection.
-    fn disconnected(&mut self, end: &Disconnect) {
+    /// Counts the end of an established connection, and logs it if `loud`.
+    fn disconnected(&mut self, end: &Disconnect, loud: bool) {
         self.telemetry.reconnects(end.reason_label()).inc();
         let slow = match end {
             Disconnect::Closed { code, .. } => self
@@ -305,6 +329,9 @@ impl FirehoseSource {
             _ => false,
         };
         match end {
+            _ if !loud => {
+                tracing::debug!(error = %end.describe(), "Firehose connection lost again")
+            }
             Disconnect::Closed { code, reason } => {
                 tracing::warn!(code, reason = %reason, "Firehose connection closed by the server")
             }
@@ -389,7 +416,11 @@ impl FirehoseSource {
     }
 
     /// Reads frames until the connection ends or shutdown is requested.
-    async fn stream(&self, mut socket: Socket, shutdown: &CancellationToken) -> Disconnect {
+    /// Also says whether the connection was a good one: it delivered a
+    /// frame or stayed up for [`STABLE_AFTER`].
+    async fn stream(&self, mut socket: Socket, shutdown: &CancellationToken) -> (Disconnect, bool) {
+        let opened = tokio::time::Instant::now();
+        let mut frames = 0usize;
         tracing::info!(url = %self.url, connection = self.index, "connected to the Firehose");
         self.telemetry.connections.inc();
         self.telemetry.up.set(1);
@@ -423,14 +454,18 @@ impl FirehoseSource {
                         bytes += frame.len();
                         batch.push(frame);
                     }
+                    // Not part of the protocol: a frame that is not an envelope.
+                    Some(Ok(Message::Text(_))) => {
+                        frames += 1;
+                        self.telemetry.decode_errors.inc();
+                    }
                     Some(Ok(Message::Close(frame))) => {
                         let (code, reason) = frame
                             .map(|f| (u16::from(f.code), f.reason.to_string()))
                             .unwrap_or((1005, String::new()));
                         break Some(Disconnect::Closed { code, reason });
                     }
-                    // Pings are answered by the websocket layer while we read;
-                    // text frames are not part of the protocol.
+                    // Pings are answered by the websocket layer while we read.
                     Some(Ok(_)) => {}
                     Some(Err(tungstenite::Error::Capacity(e))) => {
                         break Some(Disconnect::FrameTooLarge(e.to_string()));
@@ -450,6 +485,7 @@ impl FirehoseSource {
                     None => break None,
                 }
             };
+            frames += batch.len();
             if !batch.is_empty() && !self.frames.send(batch) {
                 break Disconnect::Stopped;
             }
@@ -468,7 +504,7 @@ impl FirehoseSource {
         self.telemetry
             .up
             .set(i64::from(self.telemetry.connections.get() > 0));
-        end
+        (end, frames > 0 || opened.elapsed() >= STABLE_AFTER)
     }
 }
 
