@@ -19,7 +19,7 @@ use crate::naming::native::NativeScheme;
 use crate::server::{self, AppState};
 use crate::source::firehose::{FirehoseSource, SourceError};
 use crate::source::{FrameSender, StreamState, StreamStates};
-use crate::store::SeriesStore;
+use crate::store::{SeriesLimits, SeriesStore};
 use crate::telemetry::Telemetry;
 use crate::uaa::TokenSource;
 use crate::web_config::WebSecurity;
@@ -47,6 +47,8 @@ pub struct ExporterConfig {
     pub drop_tags: Vec<String>,
     /// Most series held.
     pub max_series: usize,
+    /// Bounds on the bytes of one series.
+    pub series_limits: SeriesLimits,
     /// Where to serve.
     pub listen_address: SocketAddr,
     /// Path of the metrics.
@@ -72,6 +74,7 @@ impl ExporterConfig {
             filters,
             drop_tags: common.drop_tags.clone(),
             max_series: usize::try_from(common.max_series).unwrap_or(usize::MAX),
+            series_limits: common.series_limits(),
             listen_address: common.listen_address,
             telemetry_path: common.telemetry_path.clone(),
             openmetrics: !common.disable_openmetrics,
@@ -157,7 +160,8 @@ impl Exporter {
         let telemetry = Telemetry::new();
         let store = Arc::new(
             SeriesStore::new(config.expiration, telemetry.clone())
-                .with_max_series(config.max_series),
+                .with_max_series(config.max_series)
+                .with_limits(config.series_limits),
         );
         let (states, state_rx) = StreamStates::new(config.source.connections);
         let listener = TcpListener::bind(config.listen_address)

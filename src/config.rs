@@ -260,6 +260,36 @@ pub struct CommonArgs {
         value_name = "N"
     )]
     pub max_series: u64,
+    /// Longest metric or label name kept, in bytes; new series beyond it are dropped and counted.
+    #[arg(
+        long = "metrics.max-name-length",
+        env = "FIREHOSE_EXPORTER_METRICS_MAX_NAME_LENGTH",
+        default_value_t = 1024,
+        value_parser = clap::value_parser!(u32).range(16..),
+        allow_hyphen_values = true,
+        value_name = "BYTES"
+    )]
+    pub max_name_length: u32,
+    /// Longest label value kept, in bytes; new series beyond it are dropped and counted.
+    #[arg(
+        long = "metrics.max-label-value-length",
+        env = "FIREHOSE_EXPORTER_METRICS_MAX_LABEL_VALUE_LENGTH",
+        default_value_t = 2048,
+        value_parser = clap::value_parser!(u32).range(16..),
+        allow_hyphen_values = true,
+        value_name = "BYTES"
+    )]
+    pub max_label_value_length: u32,
+    /// Most labels on one series; new series with more are dropped and counted.
+    #[arg(
+        long = "metrics.max-labels",
+        env = "FIREHOSE_EXPORTER_METRICS_MAX_LABELS",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u32).range(8..),
+        allow_hyphen_values = true,
+        value_name = "N"
+    )]
+    pub max_labels: u32,
     /// Address to serve metrics on; ":9186" means every interface.
     #[arg(
         long = "web.listen-address",
@@ -600,6 +630,9 @@ impl Default for CommonArgs {
             filter_metric_names_exclude: None,
             drop_tags: Vec::new(),
             max_series: 1_000_000,
+            max_name_length: 1024,
+            max_label_value_length: 2048,
+            max_labels: 64,
             listen_address: SocketAddr::from(([0, 0, 0, 0], 9186)),
             telemetry_path: "/metrics".into(),
             web_config_file: None,
@@ -628,6 +661,16 @@ impl CommonArgs {
             auth_password: self.web_auth_password.clone(),
         }
         .resolve()
+    }
+
+    /// Bounds on the bytes of one series.
+    pub fn series_limits(&self) -> crate::store::SeriesLimits {
+        let size = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+        crate::store::SeriesLimits {
+            max_name_length: size(self.max_name_length),
+            max_label_value_length: size(self.max_label_value_length),
+            max_labels: size(self.max_labels),
+        }
     }
 
     /// Timeouts and cap of the HTTP connections (the cap as given, before

@@ -7,6 +7,7 @@
 //! allocates nothing; label sets, and the names and values in them, are
 //! interned when a series is created, so that series share them.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -296,6 +297,54 @@ pub enum Applied {
     Conflict,
     /// The update would have created a series beyond the cap; it was dropped.
     OverCap,
+    /// The name or labels exceed the [`SeriesLimits`]; the update was dropped.
+    OverLimit,
+}
+
+/// Bounds on what one series may hold, so that memory and scrapes are
+/// bounded in bytes and not only in series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesLimits {
+    /// Longest metric or label name, in bytes.
+    pub max_name_length: usize,
+    /// Longest label value, in bytes.
+    pub max_label_value_length: usize,
+    /// Most labels on one series.
+    pub max_labels: usize,
+}
+
+impl Default for SeriesLimits {
+    fn default() -> Self {
+        Self {
+            max_name_length: 1024,
+            max_label_value_length: 2048,
+            max_labels: 64,
+        }
+    }
+}
+
+impl SeriesLimits {
+    /// No bounds.
+    pub const NONE: Self = Self {
+        max_name_length: usize::MAX,
+        max_label_value_length: usize::MAX,
+        max_labels: usize::MAX,
+    };
+}
+
+/// At most this many bytes of an offending name go into a log line.
+const LOGGED_NAME_BYTES: usize = 120;
+
+/// `name`, cut to [`LOGGED_NAME_BYTES`] with its full length said when longer.
+pub fn bounded(name: &str) -> Cow<'_, str> {
+    if name.len() <= LOGGED_NAME_BYTES {
+        return Cow::Borrowed(name);
+    }
+    let mut end = LOGGED_NAME_BYTES;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}… ({} bytes)", &name[..end], name.len()))
 }
 
 /// A consistent copy of one family, taken for a scrape.
@@ -326,8 +375,12 @@ pub struct SeriesStore {
     /// Serialises the creation of families so that the clash check and the
     /// insert are one step.
     family_creation: Mutex<()>,
-    /// Names already reported as conflicting, so each is logged once.
-    conflicts_logged: DashMap<String, ()>,
+    /// Hashes of the names already reported as conflicting, so each is
+    /// logged once.
+    conflicts_logged: DashMap<u64, (), BuildHasherDefault<KeyHasher>>,
+    limits: SeriesLimits,
+    /// Reasons of limit rejections already logged, as bits.
+    limits_logged: AtomicUsize,
     len: AtomicUsize,
     /// Bumped each time families are forgotten, to empty the tasks' caches.
     generation: std::sync::atomic::AtomicU64,
@@ -347,7 +400,9 @@ impl SeriesStore {
             label_sets: DashMap::default(),
             epoch: Instant::now(),
             family_creation: Mutex::new(()),
-            conflicts_logged: DashMap::new(),
+            conflicts_logged: DashMap::default(),
+            limits: SeriesLimits::default(),
+            limits_logged: AtomicUsize::new(0),
             len: AtomicUsize::new(0),
             generation: std::sync::atomic::AtomicU64::new(0),
             max_series: usize::MAX,
@@ -362,6 +417,67 @@ impl SeriesStore {
     pub fn with_max_series(mut self, max_series: usize) -> Self {
         self.max_series = max_series;
         self
+    }
+
+    /// Refuses new series and families beyond `limits`.
+    pub fn with_limits(mut self, limits: SeriesLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Why a new family's name is refused, if it is.
+    fn family_over_limit(&self, update: &Update<'_>) -> bool {
+        if update.family.len() > self.limits.max_name_length {
+            self.over_limit(update, "name_too_long", "--metrics.max-name-length");
+            return true;
+        }
+        false
+    }
+
+    /// Whether a new series' labels are refused; counts and logs them.
+    fn labels_over_limit(&self, update: &Update<'_>) -> bool {
+        let limits = &self.limits;
+        let reason = if update.labels.len() > limits.max_labels {
+            Some(("too_many_labels", "--metrics.max-labels"))
+        } else if update
+            .labels
+            .iter()
+            .any(|(k, _)| k.len() > limits.max_name_length)
+        {
+            Some(("name_too_long", "--metrics.max-name-length"))
+        } else if update
+            .labels
+            .iter()
+            .any(|(_, v)| v.len() > limits.max_label_value_length)
+        {
+            Some(("label_value_too_long", "--metrics.max-label-value-length"))
+        } else {
+            None
+        };
+        match reason {
+            Some((reason, flag)) => {
+                self.over_limit(update, reason, flag);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Counts an update refused by a limit, and logs the first of each reason.
+    fn over_limit(&self, update: &Update<'_>, reason: &'static str, flag: &'static str) {
+        self.telemetry.series_rejected(reason).inc();
+        let bit = match reason {
+            "name_too_long" => 1,
+            "too_many_labels" => 2,
+            _ => 4,
+        };
+        if self.limits_logged.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+            tracing::warn!(
+                metric = %bounded(update.original),
+                reason,
+                "dropping new series over a limit ({flag}); further ones are only counted"
+            );
+        }
     }
 
     /// Takes a slot for a new series, or refuses at the cap.
@@ -488,6 +604,9 @@ impl SeriesStore {
         let family_hash = match cache.kinds.get(update.family) {
             Some(&(kind, hash)) if kind == update.kind => hash,
             _ => {
+                if self.family_over_limit(update) {
+                    return (Applied::OverLimit, None);
+                }
                 if self.family(update).is_none() {
                     return (Applied::Conflict, None);
                 }
@@ -516,6 +635,9 @@ impl SeriesStore {
         }
         // A new series. The family's shared name is taken before the shard's
         // lock, never under it: the sweeper takes them in that order.
+        if self.labels_over_limit(update) {
+            return (Applied::OverLimit, None);
+        }
         let Some(family) = self.family(update) else {
             return (Applied::Conflict, None);
         };
@@ -642,40 +764,57 @@ impl SeriesStore {
         Some(text)
     }
 
-    /// Why a new family would clash with an existing one, if it would: a
-    /// gauge `foo_total` and a counter `foo` both expose `foo_total`.
+    /// Why a new family would clash with an existing one, if it would.
+    /// A gauge `g` takes the name `g`; a counter `c` takes `c`, `c_total`
+    /// (its samples) and `c_created` (which OpenMetrics reserves for it, and
+    /// strict parsers refuse to see as another family). Two families clash
+    /// when they take a name in common: a gauge `foo_total` or `foo_created`
+    /// beside a counter `foo`, a counter `foo_created` beside a counter `foo`.
     fn clash(&self, update: &Update<'_>) -> Option<String> {
         if update.family.starts_with(PREFIX) {
             return Some("the prefix is reserved for the exporter's own metrics".into());
         }
-        let other = match update.kind {
-            MetricKind::Gauge => update.family.strip_suffix("_total").map(str::to_owned),
-            MetricKind::Counter => Some(format!("{}_total", update.family)),
-        }?;
-        let meta = self.families.get(other.as_str())?;
-        (meta.kind != update.kind).then(|| {
-            format!(
-                "the {} {other} exposes the same samples",
-                meta.kind.as_str()
-            )
-        })
+        let family = update.family;
+        let mut taken = vec![Cow::Borrowed(family)];
+        if update.kind == MetricKind::Counter {
+            taken.push(Cow::Owned(format!("{family}_total")));
+            taken.push(Cow::Owned(format!("{family}_created")));
+        }
+        for name in &taken {
+            if let Some(meta) = self.families.get(name.as_ref()) {
+                return Some(format!(
+                    "the {} {name} takes the same name",
+                    meta.kind.as_str()
+                ));
+            }
+            for suffix in ["_total", "_created"] {
+                let Some(base) = name.strip_suffix(suffix) else {
+                    continue;
+                };
+                if let Some(meta) = self.families.get(base)
+                    && meta.kind == MetricKind::Counter
+                {
+                    return Some(format!("the counter {base} takes the name {name}"));
+                }
+            }
+        }
+        None
     }
 
     /// Counts a conflicting update, and logs it once per name.
     fn conflict(&self, update: &Update<'_>, reason: &str) {
         self.telemetry.series_rejected("conflict").inc();
         let name = update.sample_name();
+        let hash = hash_family(&name);
         if self.conflicts_logged.len() < CONFLICTS_LOGGED_MAX
-            && !self.conflicts_logged.contains_key(name.as_ref())
-            && self
-                .conflicts_logged
-                .insert(name.clone().into_owned(), ())
-                .is_none()
+            && self.conflicts_logged.insert(hash, ()).is_none()
         {
             tracing::warn!(
-                metric = %update.original,
+                metric = %bounded(update.original),
                 kind = update.kind.as_str(),
-                "dropping updates to {name}: {reason}"
+                "dropping updates to {}: {}",
+                bounded(&name),
+                bounded(reason)
             );
         }
     }
@@ -818,6 +957,62 @@ mod tests {
     }
 
     #[test]
+    fn names_values_and_label_counts_beyond_the_limits_are_refused_and_counted() {
+        let t = Telemetry::new();
+        let limits = SeriesLimits {
+            max_name_length: 32,
+            max_label_value_length: 64,
+            max_labels: 4,
+        };
+        let s = SeriesStore::new(Duration::from_secs(600), t.clone()).with_limits(limits);
+        let now = Instant::now();
+        let long_name = "n".repeat(33);
+        let long_value = "v".repeat(65);
+        assert_eq!(
+            s.apply(gauge(&long_name, &[], 1.0), now),
+            Applied::OverLimit
+        );
+        assert_eq!(
+            s.apply(gauge("g", &[(long_name.as_str(), "x")], 1.0), now),
+            Applied::OverLimit
+        );
+        assert_eq!(
+            s.apply(gauge("g", &[("a", long_value.as_str())], 1.0), now),
+            Applied::OverLimit
+        );
+        let five = [("a", "1"), ("b", "1"), ("c", "1"), ("d", "1"), ("e", "1")];
+        assert_eq!(s.apply(gauge("g", &five, 1.0), now), Applied::OverLimit);
+        assert_eq!(t.series_rejected("name_too_long").get(), 2);
+        assert_eq!(t.series_rejected("label_value_too_long").get(), 1);
+        assert_eq!(t.series_rejected("too_many_labels").get(), 1);
+        assert_eq!(s.len(), 0);
+        assert_eq!(s.families(), 1, "only g, whose own name fits");
+        // At the limits exactly: kept.
+        let name = "n".repeat(32);
+        let value = "v".repeat(64);
+        assert_eq!(
+            s.apply(
+                gauge(
+                    &name,
+                    &[("a", value.as_str()), ("b", "1"), ("c", "1"), ("d", "1")],
+                    1.0
+                ),
+                now
+            ),
+            Applied::Created
+        );
+    }
+
+    #[test]
+    fn logged_names_are_cut_to_a_bounded_prefix() {
+        assert_eq!(bounded("short"), "short");
+        let long = "é".repeat(1000);
+        let cut = bounded(&long);
+        assert!(cut.len() < 140, "{}", cut.len());
+        assert!(cut.ends_with("… (2000 bytes)"), "{cut}");
+    }
+
+    #[test]
     fn whole_label_set_is_identity() {
         let s = store();
         let now = Instant::now();
@@ -885,12 +1080,33 @@ mod tests {
             ),
             Applied::Conflict
         );
+        // OpenMetrics reserves foo_created for the counter foo: a gauge or
+        // a counter of that name clashes, either way round.
+        assert_eq!(
+            s.apply(gauge("foo_created", &[], 1.0), now),
+            Applied::Conflict
+        );
+        assert_eq!(
+            s.apply(
+                update("foo_created", MetricKind::Counter, &[], Value::Set(1.0)),
+                now
+            ),
+            Applied::Conflict
+        );
+        s.apply(gauge("baz_created", &[], 1.0), now);
+        assert_eq!(
+            s.apply(
+                update("baz", MetricKind::Counter, &[], Value::Set(1.0)),
+                now
+            ),
+            Applied::Conflict
+        );
         // The exporter's own prefix.
         assert_eq!(
             s.apply(gauge("cf_firehose_exporter_up", &[], 0.0), now),
             Applied::Conflict
         );
-        assert_eq!(t.series_rejected("conflict").get(), 4);
+        assert_eq!(t.series_rejected("conflict").get(), 7);
         let names: Vec<_> = s
             .snapshot()
             .iter()
@@ -900,6 +1116,7 @@ mod tests {
             names,
             vec![
                 ("bar_total".to_string(), MetricKind::Gauge),
+                ("baz_created".to_string(), MetricKind::Gauge),
                 ("foo".to_string(), MetricKind::Counter),
                 ("x".to_string(), MetricKind::Gauge)
             ]

@@ -400,3 +400,45 @@ async fn slow_consumer_signals_raise_the_alert_counter() {
         Some(1.0)
     );
 }
+
+#[tokio::test]
+async fn huge_names_values_and_label_counts_are_refused_and_the_scrape_stays_small() {
+    let h = Harness::start().await;
+    for i in 0..5 {
+        let name = format!("{i}{}", "n".repeat(1 << 20));
+        h.send(&gauge("rep", &name, 1.0, &[])).await;
+        // The same huge name as a counter: it would be a conflict, were it kept.
+        h.send(&counter(&name, 1)).await;
+        let value = format!("{i}{}", "v".repeat(100 << 10));
+        h.send(&gauge("rep", "big_label", 1.0, &[("tag", value.as_str())]))
+            .await;
+    }
+    let tags: Vec<(String, String)> = (0..100).map(|i| (format!("t{i}"), "x".into())).collect();
+    let tags: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    h.send(&gauge("rep", "many_labels", 1.0, &tags)).await;
+    h.send(&gauge("rep", "after", 2.0, &[])).await;
+    let (body, parsed) = h
+        .scrape_until("the gauge after the refused ones", |p| {
+            p.value("after", &[("origin", "rep")]).is_some()
+        })
+        .await;
+    let rejected = |reason: &str| {
+        parsed
+            .value(
+                "cf_firehose_exporter_series_rejected_total",
+                &[("reason", reason)],
+            )
+            .unwrap_or(0.0)
+    };
+    assert_eq!(rejected("name_too_long"), 10.0);
+    assert_eq!(rejected("label_value_too_long"), 5.0);
+    assert_eq!(rejected("too_many_labels"), 1.0);
+    assert_eq!(rejected("conflict"), 0.0);
+    assert!(body.len() < 64 << 10, "{} bytes", body.len());
+    assert!(!body.contains("nnnnnnnn") && !body.contains("vvvvvvvv"));
+    assert!(
+        h.exporter.store.families() <= 3,
+        "{}",
+        h.exporter.store.families()
+    );
+}

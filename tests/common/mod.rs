@@ -47,6 +47,7 @@ pub fn config_for(foundation: &Foundation, expiration: Duration) -> ExporterConf
         filters: Default::default(),
         drop_tags: Vec::new(),
         max_series: 1_000_000,
+        series_limits: Default::default(),
         listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
         telemetry_path: "/metrics".into(),
         openmetrics: true,
