@@ -14,8 +14,14 @@ use base64::Engine;
 use crate::config::Secret;
 
 /// Successful checks remembered, so that bcrypt runs once per password, not
-/// once per scrape.
+/// once per scrape; failed ones too, so that a repeated wrong password costs
+/// nothing.
 const VERIFIED_MAX: usize = 1024;
+
+/// bcrypt checks that may wait for their turn; beyond, requests are
+/// answered 429 at once. A bcrypt check takes a core for tens of
+/// milliseconds: unbounded, wrong passwords would starve ingestion.
+const BCRYPT_QUEUE: usize = 8;
 
 /// How a user's password is kept.
 #[derive(Clone)]
@@ -44,6 +50,25 @@ pub struct BasicAuth {
     dummy: Credential,
     /// SHA-256 of `user:password` pairs already verified.
     verified: Mutex<HashSet<[u8; 32]>>,
+    /// SHA-256 of `user:password` pairs already refused.
+    refused: Mutex<HashSet<[u8; 32]>>,
+    /// bcrypt checks running at once: one core's worth at most.
+    bcrypt: tokio::sync::Semaphore,
+    /// bcrypt checks running or waiting.
+    bcrypt_pending: std::sync::atomic::AtomicUsize,
+    /// Most bcrypt checks running or waiting.
+    bcrypt_limit: usize,
+}
+
+/// What a check of credentials decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Let in.
+    Allowed,
+    /// Refused: 401.
+    Refused,
+    /// Too many checks under way to check these now: 429.
+    Busy,
 }
 
 impl BasicAuth {
@@ -61,26 +86,38 @@ impl BasicAuth {
                 Credential::Plain(Secret::new(unguessable)),
                 Credential::Bcrypt,
             );
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let running = (cores / 2).max(1);
         Self {
             users,
             dummy,
             verified: Mutex::new(HashSet::new()),
+            refused: Mutex::new(HashSet::new()),
+            bcrypt: tokio::sync::Semaphore::new(running),
+            bcrypt_pending: std::sync::atomic::AtomicUsize::new(0),
+            bcrypt_limit: running + BCRYPT_QUEUE,
         }
     }
 
     /// Whether an `Authorization` header lets its sender in.
     pub async fn allows(self: &Arc<Self>, authorization: Option<&HeaderValue>) -> bool {
+        self.check(authorization).await == Decision::Allowed
+    }
+
+    /// Checks an `Authorization` header: allowed, refused, or too busy to tell.
+    pub async fn check(self: &Arc<Self>, authorization: Option<&HeaderValue>) -> Decision {
         let Some((user, password)) = authorization.and_then(parse_basic) else {
-            return false;
+            return Decision::Refused;
         };
         let key = digest(&format!("{user}:{password}"));
-        if self
-            .verified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&key)
-        {
-            return true;
+        let lock = |set: &Mutex<HashSet<[u8; 32]>>| {
+            set.lock().unwrap_or_else(|e| e.into_inner()).contains(&key)
+        };
+        if lock(&self.verified) {
+            return Decision::Allowed;
+        }
+        if lock(&self.refused) {
+            return Decision::Refused;
         }
         let (known, credential) = match self.users.get(&user) {
             Some(credential) => (true, credential.clone()),
@@ -90,27 +127,63 @@ impl BasicAuth {
             Credential::Plain(expected) => {
                 constant_time_eq(&digest(&password), &digest(expected.expose()))
             }
-            Credential::Bcrypt(hash) => bcrypt_verify(password, hash).await,
+            Credential::Bcrypt(hash) => {
+                use std::sync::atomic::Ordering;
+                let pending = self.bcrypt_pending.fetch_add(1, Ordering::AcqRel);
+                let _pending = Pending(&self.bcrypt_pending);
+                if pending >= self.bcrypt_limit {
+                    return Decision::Busy;
+                }
+                let Ok(_turn) = self.bcrypt.acquire().await else {
+                    return Decision::Busy;
+                };
+                bcrypt_verify(password, hash).await
+            }
         };
         let allowed = known && matches;
-        if allowed {
-            let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-            if verified.len() >= VERIFIED_MAX {
-                verified.clear();
-            }
-            verified.insert(key);
+        let set = if allowed {
+            &self.verified
+        } else {
+            &self.refused
+        };
+        let mut set = set.lock().unwrap_or_else(|e| e.into_inner());
+        if set.len() >= VERIFIED_MAX {
+            set.clear();
         }
-        allowed
+        set.insert(key);
+        if allowed {
+            Decision::Allowed
+        } else {
+            Decision::Refused
+        }
+    }
+}
+
+/// Counts a bcrypt check as pending until dropped.
+struct Pending<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
 /// Middleware: passes requests from allowed users on, answers 401 to others.
 pub async fn require(State(auth): State<Arc<BasicAuth>>, request: Request, next: Next) -> Response {
-    if auth
-        .allows(request.headers().get(header::AUTHORIZATION))
+    match auth
+        .check(request.headers().get(header::AUTHORIZATION))
         .await
     {
-        return next.run(request).await;
+        Decision::Allowed => return next.run(request).await,
+        Decision::Busy => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1")],
+                "Too many password checks under way\n",
+            )
+                .into_response();
+        }
+        Decision::Refused => {}
     }
     (
         StatusCode::UNAUTHORIZED,
@@ -196,6 +269,57 @@ mod tests {
                 .await
         );
         assert!(!format!("{auth:?}").contains("hunter2"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn password_checks_beyond_the_queue_are_answered_busy_and_repeats_cost_nothing() {
+        let hash = bcrypt::hash("s3cret", 8).unwrap();
+        let auth = Arc::new(BasicAuth::new([(
+            "alice".to_string(),
+            Credential::Bcrypt(hash),
+        )]));
+        let checks: Vec<_> = (0..40)
+            .map(|i| {
+                let auth = auth.clone();
+                tokio::spawn(
+                    async move { auth.check(Some(&header("alice", &format!("w{i}")))).await },
+                )
+            })
+            .collect();
+        let mut busy = 0;
+        for check in checks {
+            match check.await.unwrap() {
+                Decision::Busy => busy += 1,
+                Decision::Refused => {}
+                Decision::Allowed => panic!("a wrong password let in"),
+            }
+        }
+        assert!(busy >= 40 - auth.bcrypt_limit, "{busy} of 40 busy");
+        assert!(busy < 40, "some were checked");
+        // The right password still gets in once the storm is over.
+        assert_eq!(
+            auth.check(Some(&header("alice", "s3cret"))).await,
+            Decision::Allowed
+        );
+        // A wrong password already refused is refused without bcrypt, even
+        // with every check slot taken.
+        let _taken = auth.bcrypt.acquire().await.unwrap();
+        let refused_before = (0..40)
+            .map(|i| format!("w{i}"))
+            .find(|p| {
+                auth.refused
+                    .lock()
+                    .unwrap()
+                    .contains(&digest(&format!("alice:{p}")))
+            })
+            .expect("a refusal remembered");
+        let decided = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            auth.check(Some(&header("alice", &refused_before))),
+        )
+        .await
+        .expect("no wait for bcrypt");
+        assert_eq!(decided, Decision::Refused);
     }
 
     #[test]

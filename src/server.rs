@@ -9,7 +9,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{AppendHeaders, Html, IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::watch;
 
@@ -41,25 +41,90 @@ pub struct AppState {
     pub failed: watch::Receiver<Option<String>>,
 }
 
-/// One body and when its encoding finished.
+/// One body, when its encoding finished, and its gzipped form once a
+/// scraper has asked for it.
 #[derive(Debug)]
 struct Encoded {
     finished: Instant,
     body: Bytes,
+    gzipped: tokio::sync::OnceCell<Bytes>,
+}
+
+/// A scrape body as shared by the scrapes that overlap.
+#[derive(Debug, Clone)]
+pub struct SharedBody(Arc<Encoded>);
+
+impl SharedBody {
+    /// The body as encoded.
+    pub fn plain(&self) -> Bytes {
+        self.0.body.clone()
+    }
+
+    /// The body gzipped, compressed once however many scrapers ask.
+    pub async fn gzipped(&self) -> Result<Bytes, String> {
+        self.0
+            .gzipped
+            .get_or_try_init(|| {
+                let body = self.0.body.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || gzip(&body))
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            })
+            .await
+            .cloned()
+    }
+}
+
+fn gzip(body: &[u8]) -> Bytes {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 8),
+        flate2::Compression::default(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(body);
+    Bytes::from(encoder.finish().unwrap_or_default())
+}
+
+/// Whether an `Accept-Encoding` header accepts gzip (`gzip` or `*`, with a
+/// weight above zero).
+fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    let Some(value) = accept_encoding else {
+        return false;
+    };
+    value.split(',').any(|entry| {
+        let mut parts = entry.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let zero = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !zero
+    })
 }
 
 /// Scrapes that arrive while one is being encoded wait for it and share its
-/// body instead of encoding the store again; a scrape that finds no encoding
-/// under way starts one, so no body is older than the scrape that gets it.
+/// body (and its gzipped form) instead of encoding the store again; a scrape
+/// that finds no encoding under way starts one, so no body is older than
+/// the scrape that gets it.
 #[derive(Debug, Default)]
 pub struct ScrapeCache {
-    text: Mutex<Option<Encoded>>,
-    openmetrics: Mutex<Option<Encoded>>,
+    text: Mutex<Option<SharedBody>>,
+    openmetrics: Mutex<Option<SharedBody>>,
 }
 
 impl ScrapeCache {
     /// A body in `format` at least as fresh as `arrived`, encoded by `encode` if needed.
-    async fn body<F>(&self, format: Format, arrived: Instant, encode: F) -> Result<Bytes, String>
+    async fn body<F>(
+        &self,
+        format: Format,
+        arrived: Instant,
+        encode: F,
+    ) -> Result<SharedBody, String>
     where
         F: std::future::Future<Output = Result<Bytes, String>>,
     {
@@ -67,15 +132,17 @@ impl ScrapeCache {
             Format::PrometheusText => self.text.lock().await,
             Format::OpenMetrics => self.openmetrics.lock().await,
         };
-        if let Some(encoded) = slot.as_ref().filter(|e| e.finished >= arrived) {
-            return Ok(encoded.body.clone());
+        if let Some(shared) = slot.as_ref().filter(|e| e.0.finished >= arrived) {
+            return Ok(shared.clone());
         }
         let body = encode.await?;
-        *slot = Some(Encoded {
+        let shared = SharedBody(Arc::new(Encoded {
             finished: Instant::now(),
-            body: body.clone(),
-        });
-        Ok(body)
+            body,
+            gzipped: tokio::sync::OnceCell::new(),
+        }));
+        *slot = Some(shared.clone());
+        Ok(shared)
     }
 }
 
@@ -109,21 +176,36 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
             .await
             .map_err(|e| e.to_string())
     };
-    match state.scrapes.body(format, arrived, encode).await {
-        Ok(body) => (
-            [
-                (header::CONTENT_TYPE, format.content_type()),
-                (header::VARY, "Accept"),
-                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            ],
-            body,
-        )
-            .into_response(),
-        Err(e) => (
+    let failed = |e: String| {
+        (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("scrape failed: {e}\n"),
         )
-            .into_response(),
+            .into_response()
+    };
+    let shared = match state.scrapes.body(format, arrived, encode).await {
+        Ok(shared) => shared,
+        Err(e) => return failed(e),
+    };
+    let gzip = accepts_gzip(
+        headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let headers = (
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        AppendHeaders([(header::VARY, "Accept"), (header::VARY, "Accept-Encoding")]),
+    );
+    if gzip {
+        match shared.gzipped().await {
+            Ok(body) => (headers, [(header::CONTENT_ENCODING, "gzip")], body).into_response(),
+            Err(e) => failed(e),
+        }
+    } else {
+        (headers, shared.plain()).into_response()
     }
 }
 
@@ -276,9 +358,9 @@ mod tests {
             .collect();
         tokio::task::yield_now().await;
         release.send(()).unwrap();
-        assert_eq!(first.await.unwrap().unwrap(), "body 1");
+        assert_eq!(first.await.unwrap().unwrap().plain(), "body 1");
         for w in waiting {
-            assert_eq!(w.await.unwrap().unwrap(), "body 1");
+            assert_eq!(w.await.unwrap().unwrap().plain(), "body 1");
         }
         assert_eq!(encodings.load(Ordering::SeqCst), 1);
         // One arriving afterwards gets a new body; another format is separate.
@@ -289,7 +371,7 @@ mod tests {
                 encode(encodings.clone(), gate.clone()),
             )
             .await;
-        assert_eq!(later.unwrap(), "body 2");
+        assert_eq!(later.unwrap().plain(), "body 2");
         let other = cache
             .body(
                 Format::OpenMetrics,
@@ -297,7 +379,45 @@ mod tests {
                 encode(encodings.clone(), gate),
             )
             .await;
-        assert_eq!(other.unwrap(), "body 3");
+        assert_eq!(other.unwrap().plain(), "body 3");
+    }
+
+    #[tokio::test]
+    async fn a_shared_body_is_gzipped_once_however_many_scrapers_ask() {
+        let shared = SharedBody(Arc::new(Encoded {
+            finished: Instant::now(),
+            body: Bytes::from("cpu 1.5\n".repeat(1000)),
+            gzipped: tokio::sync::OnceCell::new(),
+        }));
+        let asks: Vec<_> = (0..16)
+            .map(|_| {
+                let shared = shared.clone();
+                tokio::spawn(async move { shared.gzipped().await.unwrap() })
+            })
+            .collect();
+        let mut bodies = Vec::new();
+        for ask in asks {
+            bodies.push(ask.await.unwrap());
+        }
+        // One compression: every answer is the same buffer.
+        assert!(bodies.iter().all(|b| b.as_ptr() == bodies[0].as_ptr()));
+        let mut unzipped = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(&bodies[0][..]),
+            &mut unzipped,
+        )
+        .unwrap();
+        assert_eq!(unzipped, "cpu 1.5\n".repeat(1000));
+    }
+
+    #[test]
+    fn gzip_is_accepted_by_name_or_star_unless_weighted_zero() {
+        assert!(accepts_gzip(Some("gzip")));
+        assert!(accepts_gzip(Some("deflate, GZIP;q=0.5")));
+        assert!(accepts_gzip(Some("*")));
+        assert!(!accepts_gzip(Some("gzip;q=0")));
+        assert!(!accepts_gzip(Some("br, identity")));
+        assert!(!accepts_gzip(None));
     }
 
     #[tokio::test]

@@ -218,7 +218,7 @@ async fn past_the_cap_with_every_connection_busy_new_ones_are_refused_and_counte
         std::env::temp_dir().join(format!("cf-firehose-exporter-busy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("web.yml");
-    let hash = bcrypt::hash("pw", 13).unwrap();
+    let hash = bcrypt::hash("pw", 11).unwrap();
     std::fs::write(&file, format!("basic_auth_users:\n  u: {hash}\n")).unwrap();
     let h = start(
         limits,
