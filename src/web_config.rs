@@ -180,6 +180,7 @@ fn server_config(
     if certs.is_empty() {
         return Err(fail(cert_file, &"no certificate in the file"));
     }
+    warn_if_expiring(cert_file, &certs[0], std::time::SystemTime::now());
     let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| fail(key_file, &e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -237,6 +238,53 @@ fn server_config(
         .map_err(|e| ConfigError::new(flag, format!("certificate and key: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Certificates expiring within this many days get a warning at start.
+const EXPIRY_WARNING_DAYS: i64 = 14;
+
+/// Logs a warning when the serving certificate is expired, not yet valid or
+/// about to expire, and returns what it said: clients will refuse it.
+fn warn_if_expiring(
+    path: &Path,
+    cert: &CertificateDer<'_>,
+    now: std::time::SystemTime,
+) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let now = i64::try_from(now.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs()).ok()?;
+    let validity = parsed.validity();
+    let (not_before, not_after) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    let when = |t: i64| {
+        u64::try_from(t)
+            .map(|t| {
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
+                )
+                .to_string()
+            })
+            .unwrap_or_else(|_| t.to_string())
+    };
+    let problem = if now > not_after {
+        format!("expired on {}", when(not_after))
+    } else if now < not_before {
+        format!("not valid before {}", when(not_before))
+    } else if not_after - now < EXPIRY_WARNING_DAYS * 86400 {
+        format!(
+            "expires on {}, in {} days",
+            when(not_after),
+            (not_after - now) / 86400
+        )
+    } else {
+        return None;
+    };
+    tracing::warn!(
+        certificate = %path.display(),
+        "the HTTPS certificate {problem}: scrapers will refuse it"
+    );
+    Some(problem)
 }
 
 fn protocol_versions(
@@ -367,6 +415,36 @@ mod tests {
         })
         .unwrap();
         assert!(web.tls.is_none() && web.auth.is_some());
+    }
+
+    #[test]
+    fn expired_and_expiring_certificates_are_reported() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        let cert = params.self_signed(&key).unwrap();
+        let der = CertificateDer::from(cert.der().to_vec());
+        let path = Path::new("server.pem");
+        let day = std::time::Duration::from_secs(86400);
+        let at = |y: i32, m: u8, d: u8| {
+            std::time::UNIX_EPOCH
+                + day
+                    * u32::try_from(rcgen::date_time_ymd(y, m, d).unix_timestamp() / 86400).unwrap()
+        };
+        assert_eq!(
+            warn_if_expiring(path, &der, at(2022, 6, 1)).as_deref(),
+            Some("expired on 2021-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            warn_if_expiring(path, &der, at(2019, 6, 1)).as_deref(),
+            Some("not valid before 2020-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            warn_if_expiring(path, &der, at(2020, 12, 25)).as_deref(),
+            Some("expires on 2021-01-01T00:00:00Z, in 7 days")
+        );
+        assert_eq!(warn_if_expiring(path, &der, at(2020, 6, 1)), None);
     }
 
     #[test]
