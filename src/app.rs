@@ -372,14 +372,7 @@ async fn supervise(
 
 fn panic_text(error: tokio::task::JoinError) -> String {
     match error.try_into_panic() {
-        Ok(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown payload".into());
-            format!("panicked: {message}")
-        }
+        Ok(payload) => format!("panicked: {}", crate::logging::panic_message(&*payload)),
         Err(error) => error.to_string(),
     }
 }

@@ -53,12 +53,7 @@ pub fn init(level: &str, format: &str) {
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".to_owned());
+        let message = panic_message(info.payload());
         let thread = std::thread::current();
         tracing::error!(
             thread = thread.name().unwrap_or("unnamed"),
@@ -67,6 +62,15 @@ pub fn init(level: &str, format: &str) {
             "a task panicked"
         );
     }));
+}
+
+/// The text a panic was raised with.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown payload".to_owned())
 }
 
 /// Waits up to `timeout` for the lines already logged to be written.

@@ -87,6 +87,15 @@ impl Demo {
         assert!(status.success());
     }
 
+    /// Everything written to standard error (piped), once the process ended.
+    fn stderr(&mut self) -> String {
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        stderr
+    }
+
     fn exit_within(&mut self, within: Duration) -> ExitStatus {
         let since = Instant::now();
         loop {
@@ -149,6 +158,19 @@ fn with_its_log_pipe_closed_it_keeps_streaming_and_stops_cleanly_on_sigterm() {
 }
 
 #[test]
+fn sigterm_stops_the_demo_cleanly_within_five_seconds() {
+    let mut command = demo();
+    command.stderr(Stdio::piped());
+    let mut demo = Demo::start(command);
+    demo.wait_streaming();
+    demo.signal("TERM");
+    assert_eq!(demo.exit_within(Duration::from_secs(5)).code(), Some(0));
+    let stderr = demo.stderr();
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
+}
+
+#[test]
 fn sighup_is_logged_and_ignored() {
     let mut command = demo();
     command.stderr(Stdio::piped());
@@ -160,13 +182,7 @@ fn sighup_is_logged_and_ignored() {
     assert_eq!(demo.metric("cf_firehose_exporter_up"), Some(1.0));
     demo.signal("TERM");
     assert_eq!(demo.exit_within(Duration::from_secs(5)).code(), Some(0));
-    let mut stderr = String::new();
-    demo.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = demo.stderr();
     assert!(stderr.contains("SIGHUP received and ignored"), "{stderr}");
 }
 
@@ -179,13 +195,7 @@ fn a_panicking_task_ends_the_process_non_zero() {
     let mut demo = Demo::start(command);
     let exit = demo.exit_within(Duration::from_secs(10));
     assert_eq!(exit.code(), Some(1));
-    let mut stderr = String::new();
-    demo.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = demo.stderr();
     assert!(stderr.contains("level=error"), "{stderr}");
     assert!(stderr.contains("injected panic in ingestion"), "{stderr}");
     let last = stderr.trim_end().lines().last().unwrap_or_default();
