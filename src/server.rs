@@ -269,9 +269,21 @@ mod tests {
     use tower::ServiceExt;
 
     fn app(stream: StreamState) -> (Router, watch::Sender<StreamState>) {
+        let (router, tx, _failed) = app_with_health(stream);
+        (router, tx)
+    }
+
+    fn app_with_health(
+        stream: StreamState,
+    ) -> (
+        Router,
+        watch::Sender<StreamState>,
+        watch::Sender<Option<String>>,
+    ) {
         let telemetry = Telemetry::new();
         let store = Arc::new(SeriesStore::new(Duration::from_secs(60), telemetry.clone()));
         let (tx, rx) = watch::channel(stream);
+        let (failed, failed_rx) = watch::channel(None);
         let state = AppState {
             exposition: Exposition::new(store.clone(), telemetry),
             store,
@@ -279,9 +291,9 @@ mod tests {
             telemetry_path: "/custom".into(),
             openmetrics: true,
             scrapes: ScrapeCache::default(),
-            failed: watch::channel(None).1,
+            failed: failed_rx,
         };
-        (router(Arc::new(state), None), tx)
+        (router(Arc::new(state), None), tx, failed)
     }
 
     async fn get(router: &Router, path: &str) -> (StatusCode, String, Option<String>) {
@@ -437,6 +449,16 @@ mod tests {
                 .1
                 .contains("<strong id=\"state\">streaming</strong>")
         );
+    }
+
+    #[tokio::test]
+    async fn liveness_fails_once_a_task_has_failed_and_says_which() {
+        let (router, _tx, failed) = app_with_health(StreamState::Streaming);
+        assert_eq!(get(&router, "/-/healthy").await.0, StatusCode::OK);
+        failed.send_replace(Some("ingestion panicked: boom".into()));
+        let (status, body, _) = get(&router, "/-/healthy").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "ingestion panicked: boom\n");
     }
 
     #[tokio::test]
