@@ -235,9 +235,15 @@ impl Exporter {
             Ok(())
         });
         let (http_state, web, http_stop) = (state.clone(), config.web.clone(), shutdown.clone());
-        let limits = config
-            .http_limits
-            .within_open_files(listener::open_files_limit());
+        let open_files = listener::open_files_limit();
+        let limits = config.http_limits.within_open_files(open_files);
+        if limits.max_connections < config.http_limits.max_connections {
+            tracing::info!(
+                open_files,
+                max_connections = limits.max_connections,
+                "--web.max-connections lowered to fit the limit of open files"
+            );
+        }
         let http_telemetry = telemetry.clone();
         tasks.spawn("the HTTP server", async move {
             let router = server::router(http_state, web.auth);

@@ -350,6 +350,7 @@ pub async fn serve(
     });
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let tasks = TaskTracker::new();
+    let mut accept_warned: Option<Instant> = None;
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -358,8 +359,12 @@ pub async fn serve(
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
-                // Out of file descriptors and the like: make room, wait, do not spin.
-                tracing::warn!(%error, "cannot accept a connection");
+                // Out of file descriptors and the like: make room, wait, do
+                // not spin, and say so at most every ten seconds.
+                if accept_warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                    tracing::warn!(%error, "cannot accept a connection");
+                    accept_warned = Some(Instant::now());
+                }
                 server.open.evict_oldest_idle();
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
@@ -463,7 +468,7 @@ impl Server {
                     }
                     return None;
                 }
-                reason = self.expiry(activity), if !stopping => return Some(reason),
+                reason = self.expiry(activity) => return Some(reason),
                 _ = self.shutdown.cancelled(), if !stopping => {
                     stopping = true;
                     connection.as_mut().graceful_shutdown();
