@@ -267,22 +267,31 @@ fn warn_if_expiring(
             })
             .unwrap_or_else(|_| t.to_string())
     };
-    let problem = if now > not_after {
-        format!("expired on {}", when(not_after))
+    let (problem, consequence) = if now > not_after {
+        (
+            format!("expired on {}", when(not_after)),
+            "scrapers will refuse it",
+        )
     } else if now < not_before {
-        format!("not valid before {}", when(not_before))
+        (
+            format!("not valid before {}", when(not_before)),
+            "scrapers will refuse it until then",
+        )
     } else if not_after - now < EXPIRY_WARNING_DAYS * 86400 {
-        format!(
-            "expires on {}, in {} days",
-            when(not_after),
-            (not_after - now) / 86400
+        (
+            format!(
+                "expires on {}, in {} days",
+                when(not_after),
+                (not_after - now) / 86400
+            ),
+            "renew it before scrapers refuse it",
         )
     } else {
         return None;
     };
     tracing::warn!(
         certificate = %path.display(),
-        "the HTTPS certificate {problem}: scrapers will refuse it"
+        "the HTTPS certificate {problem}: {consequence}"
     );
     Some(problem)
 }
