@@ -13,16 +13,16 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{CommonArgs, ConfigError, SourceConfig};
 use crate::exposition::{Exposition, Format};
 use crate::filter::Filters;
+use crate::http::listener::{self, Limits};
+use crate::http::router::{self, AppState};
+use crate::http::web_config::WebSecurity;
 use crate::ingest::Ingest;
-use crate::listener::{self, Limits};
 use crate::naming::native::NativeScheme;
-use crate::server::{self, AppState};
 use crate::source::firehose::{FirehoseSource, SourceError};
 use crate::source::{FrameSender, StreamState, StreamStates};
 use crate::store::{SeriesLimits, SeriesStore};
 use crate::telemetry::Telemetry;
 use crate::uaa::TokenSource;
-use crate::web_config::WebSecurity;
 
 /// Batches that may wait between reading and decoding.
 const QUEUE_BATCHES: usize = 4096;
@@ -246,7 +246,7 @@ impl Exporter {
         }
         let http_telemetry = telemetry.clone();
         tasks.spawn("the HTTP server", async move {
-            let router = server::router(http_state, web.auth);
+            let router = router::router(http_state, web.auth);
             listener::serve(listener, web.tls, router, limits, http_telemetry, http_stop).await;
             Ok(())
         });

@@ -652,8 +652,8 @@ impl Default for CommonArgs {
 
 impl CommonArgs {
     /// How the `--web.*` flags secure the endpoint (files read and checked).
-    pub fn web_security(&self) -> Result<crate::web_config::WebSecurity, ConfigError> {
-        crate::web_config::WebSecurityArgs {
+    pub fn web_security(&self) -> Result<crate::http::web_config::WebSecurity, ConfigError> {
+        crate::http::web_config::WebSecurityArgs {
             config_file: self.web_config_file.clone(),
             tls_cert_file: self.web_tls_cert_file.clone(),
             tls_key_file: self.web_tls_key_file.clone(),
@@ -675,8 +675,8 @@ impl CommonArgs {
 
     /// Timeouts and cap of the HTTP connections (the cap as given, before
     /// the open-files limit lowers it).
-    pub fn http_limits(&self) -> crate::listener::Limits {
-        crate::listener::Limits {
+    pub fn http_limits(&self) -> crate::http::listener::Limits {
+        crate::http::listener::Limits {
             header_timeout: self.read_header_timeout,
             idle_timeout: self.web_idle_timeout,
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),

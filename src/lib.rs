@@ -5,20 +5,17 @@
 #![deny(unsafe_code)]
 
 pub mod app;
-pub mod basic_auth;
 pub mod config;
 pub mod demo;
 pub mod envelope;
 pub mod exposition;
 pub mod filter;
+pub mod http;
 pub mod ingest;
-pub mod listener;
 pub mod logging;
 pub mod naming;
-pub mod server;
 pub mod sim;
 pub mod source;
 pub mod store;
 pub mod telemetry;
 pub mod uaa;
-pub mod web_config;

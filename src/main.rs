@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     };
     logging::init(&level, &format);
     // As Go programs do: the soft limit of open files up to the hard one.
-    cf_firehose_exporter::listener::raise_open_files_limit();
+    cf_firehose_exporter::http::listener::raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,8 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use cf_firehose_exporter::listener::Limits;
-use cf_firehose_exporter::web_config::WebSecurityArgs;
+use cf_firehose_exporter::http::listener::Limits;
+use cf_firehose_exporter::http::web_config::WebSecurityArgs;
 use common::Harness;
 use common::pki::Pki;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -245,7 +245,7 @@ async fn a_real_prometheus_scrapes_over_https_with_its_default_settings_and_with
         .unwrap();
     let pki = common::pki::Pki::new("prom-tls");
     let mut config = common::config_for(&foundation, Duration::from_secs(600));
-    config.web = cf_firehose_exporter::web_config::WebSecurityArgs {
+    config.web = cf_firehose_exporter::http::web_config::WebSecurityArgs {
         tls_cert_file: Some(pki.path("server.pem")),
         tls_key_file: Some(pki.path("server.key")),
         ..Default::default()

@@ -6,7 +6,7 @@
 mod common;
 
 use cf_firehose_exporter::config::Secret;
-use cf_firehose_exporter::web_config::WebSecurityArgs;
+use cf_firehose_exporter::http::web_config::WebSecurityArgs;
 use common::Harness;
 use common::pki::Pki;
 

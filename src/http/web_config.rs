@@ -12,8 +12,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use serde::Deserialize;
 
-use crate::basic_auth::{BasicAuth, Credential};
 use crate::config::{ConfigError, Secret};
+use crate::http::basic_auth::{BasicAuth, Credential};
 
 /// How the HTTP endpoint is secured. The default is plain HTTP, no auth.
 #[derive(Debug, Clone, Default)]
