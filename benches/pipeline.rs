@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cf_firehose_exporter::config::WorkloadArgs;
 use cf_firehose_exporter::envelope;
 use cf_firehose_exporter::exposition::{Exposition, Format};
 use cf_firehose_exporter::ingest::Ingest;
 use cf_firehose_exporter::naming::native::NativeScheme;
 use cf_firehose_exporter::naming::{MetricKind, SeriesUpdate, Value};
+use cf_firehose_exporter::sim::args::WorkloadArgs;
 use cf_firehose_exporter::sim::workload::Workload;
 use cf_firehose_exporter::store::SeriesStore;
 use cf_firehose_exporter::telemetry::Telemetry;

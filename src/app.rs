@@ -10,7 +10,8 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{CommonArgs, ConfigError, SourceConfig};
+use crate::cli::CommonArgs;
+use crate::config::{ConfigError, SourceConfig};
 use crate::exposition::{Exposition, Format};
 use crate::filter::Filters;
 use crate::http::listener::{self, Limits};

@@ -5,8 +5,8 @@
 #![deny(unsafe_code)]
 
 pub mod app;
+pub mod cli;
 pub mod config;
-pub mod demo;
 pub mod envelope;
 pub mod exposition;
 pub mod filter;
@@ -14,6 +14,7 @@ pub mod http;
 pub mod ingest;
 pub mod logging;
 pub mod naming;
+pub mod secret;
 pub mod sim;
 pub mod source;
 pub mod store;

@@ -5,10 +5,37 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cf_firehose_exporter::app::{self, ExporterConfig, RunError, StartError};
-use cf_firehose_exporter::config::{Cli, Command, ConfigError};
-use cf_firehose_exporter::{demo, logging};
-use clap::Parser;
+use cf_firehose_exporter::cli::{CommonArgs, SourceArgs};
+use cf_firehose_exporter::config::ConfigError;
+use cf_firehose_exporter::logging;
+use cf_firehose_exporter::sim::args::{DemoArgs, SimulateArgs};
+use cf_firehose_exporter::sim::demo;
+use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+
+/// Reads the Cloud Foundry Firehose and serves its metrics to Prometheus.
+#[derive(Debug, Parser)]
+#[command(name = "cf-firehose-exporter", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// What to run; without a subcommand the exporter connects to a real foundation.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// UAA and Firehose connection.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Store, web and log settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Subcommands besides the exporter itself.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a simulated foundation and the exporter against it, on loopback.
+    Demo(Box<DemoArgs>),
+    /// Serve a simulated foundation (UAA and Traffic Controller) for any Firehose consumer.
+    Simulate(Box<SimulateArgs>),
+}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -5,7 +5,7 @@
 mod common;
 
 use cf_firehose_exporter::app::ExporterConfig;
-use cf_firehose_exporter::config::{Cli, CommonArgs};
+use cf_firehose_exporter::cli::{CommonArgs, ExporterCli as Cli};
 use cf_firehose_exporter::envelope::events::{LogMessage, envelope::EventType};
 use cf_firehose_exporter::envelope::{ContainerMetric, CounterEvent, Envelope, ValueMetric};
 use cf_firehose_exporter::filter::Filters;

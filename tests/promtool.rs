@@ -8,8 +8,9 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use cf_firehose_exporter::config::{CommonArgs, WorkloadArgs};
-use cf_firehose_exporter::demo::start_demo;
+use cf_firehose_exporter::cli::CommonArgs;
+use cf_firehose_exporter::sim::args::WorkloadArgs;
+use cf_firehose_exporter::sim::demo::start_demo;
 
 /// Lint messages that only say a relayed name does not follow Prometheus'
 /// naming conventions.

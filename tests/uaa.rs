@@ -62,7 +62,7 @@ async fn bad_credentials_are_reported_as_such_without_the_secret() {
     let f = foundation(Duration::from_secs(3600)).await;
     let telemetry = Telemetry::new();
     let mut config = common::config_for(&f, Duration::from_secs(60)).source;
-    config.client_secret = cf_firehose_exporter::config::Secret::new("wrong-secret-value");
+    config.client_secret = cf_firehose_exporter::secret::Secret::new("wrong-secret-value");
     let tokens = TokenSource::new(&config, telemetry.clone()).unwrap();
     let error = tokens.authorization().await.unwrap_err();
     assert_eq!(

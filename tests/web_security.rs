@@ -5,8 +5,8 @@
 
 mod common;
 
-use cf_firehose_exporter::config::Secret;
 use cf_firehose_exporter::http::web_config::WebSecurityArgs;
+use cf_firehose_exporter::secret::Secret;
 use common::Harness;
 use common::pki::Pki;
 

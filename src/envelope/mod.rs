@@ -707,7 +707,7 @@ mod tests {
 
     #[test]
     fn the_view_reads_every_envelope_of_the_workload_as_prost_wrote_it() {
-        let mut workload = crate::sim::workload::Workload::new(&crate::config::WorkloadArgs {
+        let mut workload = crate::sim::workload::Workload::new(&crate::sim::args::WorkloadArgs {
             rate: 0,
             cells: 3,
             apps: 20,

@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Successful checks remembered, so that bcrypt runs once per password, not
 /// once per scrape; failed ones too, so that a repeated wrong password costs

@@ -12,8 +12,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use serde::Deserialize;
 
-use crate::config::{ConfigError, Secret};
+use crate::config::ConfigError;
 use crate::http::basic_auth::{BasicAuth, Credential};
+use crate::secret::Secret;
 
 /// How the HTTP endpoint is secured. The default is plain HTTP, no auth.
 #[derive(Debug, Clone, Default)]

@@ -3,6 +3,8 @@
 //! runs the exporter against it, tests and benchmarks use it, and `simulate`
 //! serves it to any Firehose consumer.
 
+pub mod args;
+pub mod demo;
 pub mod faults;
 pub mod pacer;
 pub mod traffic_controller;
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Tokens issued by the simulated UAA, checked by the simulated Traffic Controller.
 #[derive(Debug, Default)]

@@ -7,9 +7,9 @@
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::config::WorkloadArgs;
 use crate::envelope::Envelope;
 use crate::envelope::events::{self, ContainerMetric, CounterEvent, HttpStartStop, ValueMetric};
+use crate::sim::args::WorkloadArgs;
 
 /// The catalog: origin, name, type, unit, bosh_job, typical_value, source.
 const CATALOG: &str = include_str!("cf-metrics.tsv");

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cf_firehose_exporter::app::{Exporter, ExporterConfig};
-use cf_firehose_exporter::config::SourceArgs;
+use cf_firehose_exporter::cli::SourceArgs;
 use cf_firehose_exporter::envelope::Envelope;
 use cf_firehose_exporter::sim::traffic_controller::{FrameKind, TcSettings};
 use cf_firehose_exporter::sim::{Foundation, SimClient};

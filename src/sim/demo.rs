@@ -7,7 +7,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::app::{Exporter, ExporterConfig, StartError};
-use crate::config::{CommonArgs, FaultArgs, SimulateArgs, SourceArgs, WorkloadArgs};
+use crate::cli::{CommonArgs, SourceArgs};
+use crate::sim::args::{FaultArgs, SimulateArgs, WorkloadArgs};
 use crate::sim::faults::run_schedule;
 use crate::sim::traffic_controller::TcSettings;
 use crate::sim::workload::Workload;

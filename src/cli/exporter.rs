@@ -1,0 +1,548 @@
+//! The exporter's flags, in the style of Prometheus exporters and with the
+//! Go `firehose_exporter`'s names where the meaning is the same. Every flag
+//! has a `FIREHOSE_EXPORTER_*` environment variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::parse::{
+    parse_duration, parse_listen_address, parse_positive_duration, parse_size, parse_telemetry_path,
+};
+use crate::config::{ConfigError, SourceConfig, firehose_url, token_url};
+use crate::secret::Secret;
+
+/// Where and how to read the Firehose.
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// UAA base URL, e.g. https://uaa.sys.example.com.
+    #[arg(
+        long = "uaa.url",
+        env = "FIREHOSE_EXPORTER_UAA_URL",
+        value_name = "URL"
+    )]
+    pub uaa_url: Option<String>,
+    /// UAA client id with the doppler.firehose authority.
+    #[arg(
+        long = "uaa.client-id",
+        env = "FIREHOSE_EXPORTER_UAA_CLIENT_ID",
+        value_name = "ID"
+    )]
+    pub uaa_client_id: Option<String>,
+    /// UAA client secret.
+    #[arg(
+        long = "uaa.client-secret",
+        env = "FIREHOSE_EXPORTER_UAA_CLIENT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub uaa_client_secret: Option<Secret>,
+    /// File holding the UAA client secret (instead of --uaa.client-secret).
+    #[arg(
+        long = "uaa.client-secret-file",
+        env = "FIREHOSE_EXPORTER_UAA_CLIENT_SECRET_FILE",
+        value_name = "PATH",
+        conflicts_with = "uaa_client_secret"
+    )]
+    pub uaa_client_secret_file: Option<std::path::PathBuf>,
+    /// Traffic Controller URL: wss:// or https:// (TLS), ws:// or http:// (plain).
+    #[arg(
+        long = "doppler.url",
+        env = "FIREHOSE_EXPORTER_DOPPLER_URL",
+        value_name = "URL"
+    )]
+    pub doppler_url: Option<String>,
+    /// Firehose subscription id; connections sharing it split the stream.
+    #[arg(
+        long = "doppler.subscription-id",
+        env = "FIREHOSE_EXPORTER_DOPPLER_SUBSCRIPTION_ID",
+        default_value = "prometheus",
+        value_name = "ID"
+    )]
+    pub subscription_id: String,
+    /// First delay before reconnecting; doubles after each failure.
+    #[arg(
+        long = "doppler.min-retry-delay",
+        env = "FIREHOSE_EXPORTER_DOPPLER_MIN_RETRY_DELAY",
+        default_value = "500ms",
+        value_parser = parse_duration,
+        allow_hyphen_values = true,
+        value_name = "DURATION"
+    )]
+    pub min_retry_delay: Duration,
+    /// Longest delay between reconnection attempts.
+    #[arg(
+        long = "doppler.max-retry-delay",
+        env = "FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_DELAY",
+        default_value = "60s",
+        value_parser = parse_positive_duration,
+        allow_hyphen_values = true,
+        value_name = "DURATION"
+    )]
+    pub max_retry_delay: Duration,
+    /// Websocket connections to open with the subscription id; the server splits the
+    /// stream among them and decoding runs on as many cores.
+    #[arg(
+        long = "doppler.connections",
+        env = "FIREHOSE_EXPORTER_DOPPLER_CONNECTIONS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=64),
+        allow_hyphen_values = true,
+        value_name = "N"
+    )]
+    pub connections: u16,
+    /// Give up and exit after this many failed attempts in a row (default: never give up).
+    #[arg(
+        long = "doppler.max-retry-count",
+        env = "FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_COUNT",
+        allow_hyphen_values = true,
+        value_name = "N"
+    )]
+    pub max_retry_count: Option<u32>,
+    /// Reconnect when no frame and no ping arrive for this long; 0 turns it off.
+    #[arg(
+        long = "doppler.idle-timeout",
+        env = "FIREHOSE_EXPORTER_DOPPLER_IDLE_TIMEOUT",
+        default_value = "60s",
+        value_parser = parse_duration,
+        allow_hyphen_values = true,
+        value_name = "DURATION"
+    )]
+    pub idle_timeout: Duration,
+    /// Largest websocket frame accepted; a larger one is counted and the connection reset.
+    #[arg(
+        long = "doppler.max-frame-size",
+        env = "FIREHOSE_EXPORTER_DOPPLER_MAX_FRAME_SIZE",
+        default_value = "4MiB",
+        value_parser = parse_size,
+        allow_hyphen_values = true,
+        value_name = "BYTES"
+    )]
+    pub max_frame_size: usize,
+    /// Time allowed for one UAA token request.
+    #[arg(
+        long = "uaa.timeout",
+        env = "FIREHOSE_EXPORTER_UAA_TIMEOUT",
+        default_value = "10s",
+        value_parser = parse_positive_duration,
+        allow_hyphen_values = true,
+        value_name = "DURATION"
+    )]
+    pub uaa_timeout: Duration,
+    /// Do not verify TLS certificates of UAA and the Traffic Controller.
+    #[arg(long = "skip-ssl-verify", env = "FIREHOSE_EXPORTER_SKIP_SSL_VERIFY")]
+    pub skip_ssl_verify: bool,
+}
+
+impl SourceArgs {
+    /// Settings for the given endpoints and client, every other flag at its default.
+    pub fn new(
+        uaa_url: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: Secret,
+        doppler_url: impl Into<String>,
+    ) -> Self {
+        Self {
+            uaa_url: Some(uaa_url.into()),
+            uaa_client_id: Some(client_id.into()),
+            uaa_client_secret: Some(client_secret),
+            uaa_client_secret_file: None,
+            doppler_url: Some(doppler_url.into()),
+            subscription_id: "prometheus".into(),
+            min_retry_delay: Duration::from_millis(500),
+            max_retry_delay: Duration::from_secs(60),
+            connections: 1,
+            max_retry_count: None,
+            idle_timeout: Duration::from_secs(60),
+            max_frame_size: 4 << 20,
+            uaa_timeout: Duration::from_secs(10),
+            skip_ssl_verify: false,
+        }
+    }
+}
+
+/// Settings shared by the exporter and the demo.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Series not updated for this long disappear.
+    #[arg(
+        long = "metrics.expiration",
+        alias = "doppler.metric-expiration",
+        env = "FIREHOSE_EXPORTER_METRICS_EXPIRATION",
+        default_value = "10m",
+        value_parser = parse_positive_duration,
+        allow_hyphen_values = true,
+        value_name = "DURATION"
+    )]
+    pub expiration: Duration,
+    /// Adds a constant environment="<value>" label to every relayed series.
+    #[arg(
+        long = "metrics.environment",
+        env = "FIREHOSE_EXPORTER_METRICS_ENVIRONMENT",
+        value_name = "NAME"
+    )]
+    pub environment: Option<String>,
+    /// Keep only these event types, comma-separated: ValueMetric, CounterEvent,
+    /// ContainerMetric, HttpStartStop, LogMessage, Error (default: all).
+    #[arg(
+        long = "filter.events",
+        env = "FIREHOSE_EXPORTER_FILTER_EVENTS",
+        value_delimiter = ',',
+        value_name = "EVENTS"
+    )]
+    pub filter_events: Vec<String>,
+    /// Keep only envelopes from these BOSH deployments, comma-separated.
+    #[arg(
+        long = "filter.deployments",
+        env = "FIREHOSE_EXPORTER_FILTER_DEPLOYMENTS",
+        value_delimiter = ',',
+        value_name = "NAMES"
+    )]
+    pub filter_deployments: Vec<String>,
+    /// Keep only envelopes from these origins, comma-separated.
+    #[arg(
+        long = "filter.origins",
+        env = "FIREHOSE_EXPORTER_FILTER_ORIGINS",
+        value_delimiter = ',',
+        value_name = "NAMES"
+    )]
+    pub filter_origins: Vec<String>,
+    /// Keep only series whose exposed name (counters with _total) matches this regex, anchored.
+    #[arg(
+        long = "filter.metric-names",
+        env = "FIREHOSE_EXPORTER_FILTER_METRIC_NAMES",
+        value_name = "REGEX"
+    )]
+    pub filter_metric_names: Option<String>,
+    /// Leave out series whose exposed name matches this regex, anchored.
+    #[arg(
+        long = "filter.metric-names-exclude",
+        env = "FIREHOSE_EXPORTER_FILTER_METRIC_NAMES_EXCLUDE",
+        value_name = "REGEX"
+    )]
+    pub filter_metric_names_exclude: Option<String>,
+    /// Tags not turned into labels, comma-separated (e.g. process_instance_id).
+    #[arg(
+        long = "metrics.drop-tags",
+        env = "FIREHOSE_EXPORTER_METRICS_DROP_TAGS",
+        value_delimiter = ',',
+        value_name = "TAGS"
+    )]
+    pub drop_tags: Vec<String>,
+    /// Most series held; new series beyond it are rejected and counted.
+    #[arg(
+        long = "metrics.max-series",
+        env = "FIREHOSE_EXPORTER_METRICS_MAX_SERIES",
+        default_value_t = 1_000_000,
+        value_parser = clap::value_parser!(u64).range(1..),
+        allow_hyphen_values = true,
+        value_name = "N"
+    )]
+    pub max_series: u64,
+    /// Longest metric or label name kept, in bytes; new series beyond it are dropped and counted.
+    #[arg(
+        long = "metrics.max-name-length",
+        env = "FIREHOSE_EXPORTER_METRICS_MAX_NAME_LENGTH",
+        default_value_t = 1024,
+        value_parser = clap::value_parser!(u32).range(16..),
+        allow_hyphen_values = true,
+        value_name = "BYTES"
+    )]
+    pub max_name_length: u32,
+    /// Longest label value kept, in bytes; new series beyond it are dropped and counted.
+    #[arg(
+        long = "metrics.max-label-value-length",
+        env = "FIREHOSE_EXPORTER_METRICS_MAX_LABEL_VALUE_LENGTH",
+        default_value_t = 2048,
+        value_parser = clap::value_parser!(u32).range(16..),
+        allow_hyphen_values = true,
+        value_name = "BYTES"
+    )]
+    pub max_label_value_length: u32,
+    /// Most labels on one series; new series with more are dropped and counted.
+    #[arg(
+        long = "metrics.max-labels",
+        env = "FIREHOSE_EXPORTER_METRICS_MAX_LABELS",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u32).range(8..),
+        allow_hyphen_values = true,
+        value_name = "N"
+    )]
+    pub max_labels: u32,
+    /// Address to serve metrics on; ":9186" means every interface.
+    #[arg(
+        long = "web.listen-address",
+        env = "FIREHOSE_EXPORTER_WEB_LISTEN_ADDRESS",
+        default_value = ":9186",
+        value_parser = parse_listen_address,
+        value_name = "ADDR"
+    )]
+    pub listen_address: SocketAddr,
+    /// Path under which to serve metrics.
+    #[arg(
+        long = "web.telemetry-path",
+        env = "FIREHOSE_EXPORTER_WEB_TELEMETRY_PATH",
+        default_value = "/metrics",
+        value_parser = parse_telemetry_path,
+        value_name = "PATH"
+    )]
+    pub telemetry_path: String,
+    /// Web configuration file (exporter-toolkit format): tls_server_config, basic_auth_users.
+    #[arg(
+        long = "web.config.file",
+        env = "FIREHOSE_EXPORTER_WEB_CONFIG_FILE",
+        value_name = "PATH"
+    )]
+    pub web_config_file: Option<std::path::PathBuf>,
+    /// Serve HTTPS with this certificate (PEM), with --web.tls.key_file.
+    #[arg(
+        long = "web.tls.cert_file",
+        env = "FIREHOSE_EXPORTER_WEB_TLS_CERT_FILE",
+        value_name = "PATH"
+    )]
+    pub web_tls_cert_file: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --web.tls.cert_file.
+    #[arg(
+        long = "web.tls.key_file",
+        env = "FIREHOSE_EXPORTER_WEB_TLS_KEY_FILE",
+        value_name = "PATH"
+    )]
+    pub web_tls_key_file: Option<std::path::PathBuf>,
+    /// Ask scrapers for this user name (basic authentication), with --web.auth.password.
+    #[arg(
+        long = "web.auth.username",
+        env = "FIREHOSE_EXPORTER_WEB_AUTH_USERNAME",
+        value_name = "USER"
+    )]
+    pub web_auth_username: Option<String>,
+    /// Password of --web.auth.username.
+    #[arg(
+        long = "web.auth.password",
+        env = "FIREHOSE_EXPORTER_WEB_AUTH_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub web_auth_password: Option<Secret>,
+    /// Time a scraper has to send a request's headers, from its first byte.
+    #[arg(
+        long = "web.read-header-timeout",
+        env = "FIREHOSE_EXPORTER_WEB_READ_HEADER_TIMEOUT",
+        default_value = "10s",
+        value_parser = parse_positive_duration,
+        allow_hyphen_values = true,
+        value_name = "DURATION"
+    )]
+    pub read_header_timeout: Duration,
+    /// Close HTTP connections with no request and no traffic for this long.
+    #[arg(
+        long = "web.idle-timeout",
+        env = "FIREHOSE_EXPORTER_WEB_IDLE_TIMEOUT",
+        default_value = "90s",
+        value_parser = parse_positive_duration,
+        allow_hyphen_values = true,
+        value_name = "DURATION"
+    )]
+    pub web_idle_timeout: Duration,
+    /// Most HTTP connections open at once (lowered to fit the open-files limit); beyond it
+    /// the connection idle the longest is closed, or the new one when all are busy.
+    #[arg(
+        long = "web.max-connections",
+        env = "FIREHOSE_EXPORTER_WEB_MAX_CONNECTIONS",
+        default_value_t = 512,
+        value_parser = clap::value_parser!(u32).range(1..),
+        allow_hyphen_values = true,
+        value_name = "N"
+    )]
+    pub max_connections: u32,
+    /// Serve the text format 0.0.4 even to scrapers that prefer OpenMetrics.
+    #[arg(
+        long = "web.disable-openmetrics",
+        env = "FIREHOSE_EXPORTER_WEB_DISABLE_OPENMETRICS"
+    )]
+    pub disable_openmetrics: bool,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(
+        long = "log.level",
+        env = "FIREHOSE_EXPORTER_LOG_LEVEL",
+        default_value = "info",
+        value_parser = ["error", "warn", "info", "debug", "trace"],
+        value_name = "LEVEL"
+    )]
+    pub log_level: String,
+    /// Log format: logfmt or json.
+    #[arg(
+        long = "log.format",
+        env = "FIREHOSE_EXPORTER_LOG_FORMAT",
+        default_value = "logfmt",
+        value_parser = ["logfmt", "json"],
+        value_name = "FORMAT"
+    )]
+    pub log_format: String,
+}
+
+impl Default for CommonArgs {
+    /// Every flag at its default.
+    fn default() -> Self {
+        Self {
+            expiration: Duration::from_secs(600),
+            environment: None,
+            filter_events: Vec::new(),
+            filter_deployments: Vec::new(),
+            filter_origins: Vec::new(),
+            filter_metric_names: None,
+            filter_metric_names_exclude: None,
+            drop_tags: Vec::new(),
+            max_series: 1_000_000,
+            max_name_length: 1024,
+            max_label_value_length: 2048,
+            max_labels: 64,
+            listen_address: SocketAddr::from(([0, 0, 0, 0], 9186)),
+            telemetry_path: "/metrics".into(),
+            web_config_file: None,
+            web_tls_cert_file: None,
+            web_tls_key_file: None,
+            web_auth_username: None,
+            web_auth_password: None,
+            read_header_timeout: Duration::from_secs(10),
+            web_idle_timeout: Duration::from_secs(90),
+            max_connections: 512,
+            disable_openmetrics: false,
+            log_level: "info".into(),
+            log_format: "logfmt".into(),
+        }
+    }
+}
+
+impl CommonArgs {
+    /// How the `--web.*` flags secure the endpoint (files read and checked).
+    pub fn web_security(&self) -> Result<crate::http::web_config::WebSecurity, ConfigError> {
+        crate::http::web_config::WebSecurityArgs {
+            config_file: self.web_config_file.clone(),
+            tls_cert_file: self.web_tls_cert_file.clone(),
+            tls_key_file: self.web_tls_key_file.clone(),
+            auth_username: self.web_auth_username.clone(),
+            auth_password: self.web_auth_password.clone(),
+        }
+        .resolve()
+    }
+
+    /// Bounds on the bytes of one series.
+    pub fn series_limits(&self) -> crate::store::SeriesLimits {
+        let size = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+        crate::store::SeriesLimits {
+            max_name_length: size(self.max_name_length),
+            max_label_value_length: size(self.max_label_value_length),
+            max_labels: size(self.max_labels),
+        }
+    }
+
+    /// Timeouts and cap of the HTTP connections (the cap as given, before
+    /// the open-files limit lowers it).
+    pub fn http_limits(&self) -> crate::http::listener::Limits {
+        crate::http::listener::Limits {
+            header_timeout: self.read_header_timeout,
+            idle_timeout: self.web_idle_timeout,
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The filters the `--filter.*` flags describe.
+    pub fn filters(&self) -> Result<crate::filter::Filters, ConfigError> {
+        crate::filter::Filters::new(
+            &self.filter_events,
+            &self.filter_deployments,
+            &self.filter_origins,
+            self.filter_metric_names.as_deref(),
+            self.filter_metric_names_exclude.as_deref(),
+        )
+        .map_err(|e| ConfigError::new(e.flag, e.problem))
+    }
+}
+
+impl SourceArgs {
+    /// Checks the flags and builds the source settings.
+    pub fn resolve(&self) -> Result<SourceConfig, ConfigError> {
+        let uaa = self.uaa_url.as_deref().ok_or_else(|| {
+            ConfigError::new("--uaa.url", "required (or FIREHOSE_EXPORTER_UAA_URL)")
+        })?;
+        let client_id = self
+            .uaa_client_id
+            .clone()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "--uaa.client-id",
+                    "required (or FIREHOSE_EXPORTER_UAA_CLIENT_ID)",
+                )
+            })?;
+        let client_secret = match (&self.uaa_client_secret, &self.uaa_client_secret_file) {
+            (Some(secret), _) => secret.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|s| Secret::new(s.trim_end_matches(['\r', '\n'])))
+                .map_err(|e| {
+                    ConfigError::new(
+                        "--uaa.client-secret-file",
+                        format!("{}: {e}", path.display()),
+                    )
+                })?,
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "--uaa.client-secret",
+                    "required (or --uaa.client-secret-file, or FIREHOSE_EXPORTER_UAA_CLIENT_SECRET)",
+                ));
+            }
+        };
+        let doppler = self.doppler_url.as_deref().ok_or_else(|| {
+            ConfigError::new(
+                "--doppler.url",
+                "required (or FIREHOSE_EXPORTER_DOPPLER_URL)",
+            )
+        })?;
+        if self.subscription_id.is_empty() || self.subscription_id.contains(['/', '?', '#']) {
+            return Err(ConfigError::new(
+                "--doppler.subscription-id",
+                format!(
+                    "{:?} must be non-empty and hold no '/', '?' or '#'",
+                    self.subscription_id
+                ),
+            ));
+        }
+        if self.min_retry_delay.is_zero() || self.min_retry_delay > self.max_retry_delay {
+            return Err(ConfigError::new(
+                "--doppler.min-retry-delay",
+                "must be above zero and not above --doppler.max-retry-delay",
+            ));
+        }
+        if self.max_retry_count == Some(0) {
+            return Err(ConfigError::new(
+                "--doppler.max-retry-count",
+                "must be at least 1 (leave it out to retry forever)",
+            ));
+        }
+        if !(1024..=1 << 30).contains(&self.max_frame_size) {
+            return Err(ConfigError::new(
+                "--doppler.max-frame-size",
+                "must be between 1KiB and 1GiB",
+            ));
+        }
+        if self.uaa_timeout.is_zero() {
+            return Err(ConfigError::new("--uaa.timeout", "must be above zero"));
+        }
+        Ok(SourceConfig {
+            token_url: token_url(uaa)?,
+            client_id,
+            client_secret,
+            firehose_url: firehose_url(doppler, &self.subscription_id)?,
+            subscription_id: self.subscription_id.clone(),
+            min_retry_delay: self.min_retry_delay,
+            max_retry_delay: self.max_retry_delay,
+            connections: usize::from(self.connections.max(1)),
+            max_retry_count: self.max_retry_count,
+            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            max_frame_size: self.max_frame_size,
+            uaa_timeout: self.uaa_timeout,
+            skip_ssl_verify: self.skip_ssl_verify,
+        })
+    }
+}

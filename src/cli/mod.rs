@@ -1,0 +1,178 @@
+//! Command-line flags and environment variables: the exporter's in
+//! [`exporter`], their value parsers in [`parse`]. The simulator's own are
+//! in `sim::args`; the binary puts both together.
+
+pub mod exporter;
+pub mod parse;
+
+use clap::Parser;
+
+pub use exporter::{CommonArgs, SourceArgs};
+
+/// The exporter's flags alone, without the simulator's subcommands.
+#[derive(Debug, Parser)]
+#[command(name = "cf-firehose-exporter", version, about, max_term_width = 100)]
+pub struct ExporterCli {
+    /// UAA and Firehose connection.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Store, web and log settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse::parse_size;
+    use super::*;
+    use crate::config::{firehose_url, token_url};
+    use crate::secret::Secret;
+    use std::time::Duration;
+
+    fn parse(args: &[&str]) -> Result<ExporterCli, clap::Error> {
+        ExporterCli::try_parse_from(
+            std::iter::once("cf-firehose-exporter").chain(args.iter().copied()),
+        )
+    }
+
+    #[test]
+    fn firehose_url_schemes() {
+        let u = |d| firehose_url(d, "prometheus").map(|u| u.to_string());
+        assert_eq!(
+            u("wss://doppler.sys:443").unwrap(),
+            "wss://doppler.sys/firehose/prometheus?filter-type=metrics"
+        );
+        assert_eq!(
+            u("https://doppler.sys:4443/").unwrap(),
+            "wss://doppler.sys:4443/firehose/prometheus?filter-type=metrics"
+        );
+        assert_eq!(
+            u("http://127.0.0.1:8081").unwrap(),
+            "ws://127.0.0.1:8081/firehose/prometheus?filter-type=metrics"
+        );
+        assert_eq!(
+            u("ws://tc/base").unwrap(),
+            "ws://tc/base/firehose/prometheus?filter-type=metrics"
+        );
+        let err = u("ftp://doppler.sys").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "--doppler.url: scheme \"ftp\" is not one of wss, https, ws, http"
+        );
+        assert!(
+            u("not a url")
+                .unwrap_err()
+                .to_string()
+                .starts_with("--doppler.url: ")
+        );
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("1 M"), Ok(1 << 20));
+        assert!(parse_size("4 parsecs").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn the_constructor_matches_the_flag_defaults() {
+        let parsed = parse(&[
+            "--uaa.url=https://uaa",
+            "--uaa.client-id=c",
+            "--uaa.client-secret=s",
+            "--doppler.url=wss://tc",
+        ])
+        .unwrap()
+        .source;
+        let built = SourceArgs::new("https://uaa", "c", Secret::new("s"), "wss://tc");
+        assert_eq!(format!("{parsed:?}"), format!("{built:?}"));
+        let common = parse(&[]).unwrap().common;
+        assert_eq!(
+            format!("{common:?}"),
+            format!("{:?}", CommonArgs::default())
+        );
+        let resolved = built.resolve().unwrap();
+        assert_eq!(resolved.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(resolved.max_retry_count, None);
+        assert_eq!(resolved.max_frame_size, 4 << 20);
+    }
+
+    #[test]
+    fn zero_idle_timeout_turns_it_off_and_zero_retries_is_refused() {
+        let mut args = SourceArgs::new("https://uaa", "c", Secret::new("s"), "wss://tc");
+        args.idle_timeout = Duration::ZERO;
+        assert_eq!(args.resolve().unwrap().idle_timeout, None);
+        args.max_retry_count = Some(0);
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.starts_with("--doppler.max-retry-count: "), "{err}");
+    }
+
+    #[test]
+    fn token_url_appends_path() {
+        assert_eq!(
+            token_url("https://uaa.sys/").unwrap().as_str(),
+            "https://uaa.sys/oauth/token"
+        );
+        assert!(
+            token_url("wss://uaa.sys")
+                .unwrap_err()
+                .to_string()
+                .starts_with("--uaa.url: ")
+        );
+    }
+
+    #[test]
+    fn defaults_and_listen_address() {
+        let cli = parse(&[]).unwrap();
+        assert_eq!(cli.common.listen_address, "0.0.0.0:9186".parse().unwrap());
+        assert_eq!(cli.common.telemetry_path, "/metrics");
+        assert_eq!(cli.common.expiration, Duration::from_secs(600));
+        assert_eq!(cli.source.subscription_id, "prometheus");
+        assert_eq!(cli.source.min_retry_delay, Duration::from_millis(500));
+        let cli = parse(&["--doppler.metric-expiration", "1m30s"]).unwrap();
+        assert_eq!(cli.common.expiration, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn bad_flags_name_themselves() {
+        let err = parse(&["--metrics.expiration", "soon"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.lines().next().unwrap().contains("--metrics.expiration"),
+            "{err}"
+        );
+        let err = parse(&["--web.listen-address", "nowhere"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.lines().next().unwrap().contains("--web.listen-address"),
+            "{err}"
+        );
+        let err = parse(&[])
+            .unwrap()
+            .source
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "--uaa.url: required (or FIREHOSE_EXPORTER_UAA_URL)");
+    }
+
+    #[test]
+    fn secrets_do_not_show() {
+        let cli = parse(&[
+            "--uaa.url=https://uaa",
+            "--uaa.client-id=c",
+            "--uaa.client-secret=hunter2",
+            "--doppler.url=wss://tc",
+        ])
+        .unwrap();
+        let resolved = cli.source.resolve().unwrap();
+        assert!(!format!("{cli:?}{resolved:?}").contains("hunter2"));
+        assert_eq!(resolved.client_secret.expose(), "hunter2");
+    }
+}

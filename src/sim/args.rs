@@ -1,0 +1,147 @@
+//! The simulator's flags: the workload, the faults, and the `demo` and
+//! `simulate` subcommands.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::cli::exporter::CommonArgs;
+use crate::cli::parse::{parse_duration, parse_listen_address, parse_positive_duration};
+use crate::secret::Secret;
+
+/// The simulated foundation's workload.
+#[derive(Debug, Clone, Args)]
+pub struct WorkloadArgs {
+    /// Envelopes per second the simulated Firehose sends; 0: as fast as consumers read.
+    #[arg(
+        long = "sim.rate",
+        env = "FIREHOSE_EXPORTER_SIM_RATE",
+        default_value_t = 2000
+    )]
+    pub rate: u32,
+    /// Diego cells in the simulated foundation.
+    #[arg(
+        long = "sim.cells",
+        env = "FIREHOSE_EXPORTER_SIM_CELLS",
+        default_value_t = 10
+    )]
+    pub cells: u32,
+    /// Applications running on the simulated foundation.
+    #[arg(
+        long = "sim.apps",
+        env = "FIREHOSE_EXPORTER_SIM_APPS",
+        default_value_t = 40
+    )]
+    pub apps: u32,
+    /// Seed of the simulated foundation's names, GUIDs and values.
+    #[arg(
+        long = "sim.seed",
+        env = "FIREHOSE_EXPORTER_SIM_SEED",
+        default_value_t = 1
+    )]
+    pub seed: u64,
+}
+
+/// Faults the simulated foundation injects on a schedule.
+#[derive(Debug, Clone, Args)]
+pub struct FaultArgs {
+    /// Faults to inject in turn, comma-separated: close-1000, close-1008, reset, hang,
+    /// revoke-tokens, unavailable, uaa-down, uaa-500, uaa-401, uaa-slow, garbage, oversized,
+    /// dropped-messages.
+    #[arg(
+        long = "sim.faults",
+        env = "FIREHOSE_EXPORTER_SIM_FAULTS",
+        value_delimiter = ',',
+        value_name = "FAULTS"
+    )]
+    pub faults: Vec<crate::sim::faults::Fault>,
+    /// Time between two faults.
+    #[arg(
+        long = "sim.fault-interval",
+        env = "FIREHOSE_EXPORTER_SIM_FAULT_INTERVAL",
+        default_value = "30s",
+        value_parser = parse_positive_duration,
+        allow_hyphen_values = true,
+        value_name = "DURATION"
+    )]
+    pub interval: Duration,
+    /// How long the lasting faults (unavailable, uaa-*) last.
+    #[arg(
+        long = "sim.fault-duration",
+        env = "FIREHOSE_EXPORTER_SIM_FAULT_DURATION",
+        default_value = "10s",
+        value_parser = parse_duration,
+        allow_hyphen_values = true,
+        value_name = "DURATION"
+    )]
+    pub duration: Duration,
+}
+
+impl Default for FaultArgs {
+    /// No faults.
+    fn default() -> Self {
+        Self {
+            faults: Vec::new(),
+            interval: Duration::from_secs(30),
+            duration: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `demo`: the exporter against a simulated foundation.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Store, web and log settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Simulated workload.
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Simulated faults.
+    #[command(flatten)]
+    pub faults: FaultArgs,
+}
+
+/// `simulate`: the simulated foundation alone.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// Address of the simulated UAA.
+    #[arg(long = "sim.uaa-address", env = "FIREHOSE_EXPORTER_SIM_UAA_ADDRESS", default_value = "127.0.0.1:8080", value_parser = parse_listen_address)]
+    pub uaa_address: SocketAddr,
+    /// Address of the simulated Traffic Controller.
+    #[arg(long = "sim.doppler-address", env = "FIREHOSE_EXPORTER_SIM_DOPPLER_ADDRESS", default_value = "127.0.0.1:8081", value_parser = parse_listen_address)]
+    pub doppler_address: SocketAddr,
+    /// Client id the simulated UAA accepts.
+    #[arg(
+        long = "sim.client-id",
+        env = "FIREHOSE_EXPORTER_SIM_CLIENT_ID",
+        default_value = "firehose-exporter"
+    )]
+    pub client_id: String,
+    /// Client secret the simulated UAA accepts.
+    #[arg(
+        long = "sim.client-secret",
+        env = "FIREHOSE_EXPORTER_SIM_CLIENT_SECRET",
+        hide_env_values = true,
+        default_value = "sim-secret",
+        hide_default_value = true
+    )]
+    pub client_secret: Secret,
+    /// Lifetime of the tokens the simulated UAA issues.
+    #[arg(long = "sim.token-lifetime", env = "FIREHOSE_EXPORTER_SIM_TOKEN_LIFETIME", default_value = "1h", value_parser = parse_duration)]
+    pub token_lifetime: Duration,
+    /// Simulated workload.
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Simulated faults.
+    #[command(flatten)]
+    pub faults: FaultArgs,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(
+        long = "log.level",
+        env = "FIREHOSE_EXPORTER_LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+}
