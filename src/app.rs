@@ -20,10 +20,10 @@ use crate::http::web_config::WebSecurity;
 use crate::ingest::Ingest;
 use crate::naming::native::NativeScheme;
 use crate::source::firehose::{FirehoseSource, SourceError};
+use crate::source::uaa::TokenSource;
 use crate::source::{FrameSender, StreamState, StreamStates};
 use crate::store::{SeriesLimits, SeriesStore};
 use crate::telemetry::Telemetry;
-use crate::uaa::TokenSource;
 
 /// Batches that may wait between reading and decoding.
 const QUEUE_BATCHES: usize = 4096;

@@ -19,4 +19,3 @@ pub mod sim;
 pub mod source;
 pub mod store;
 pub mod telemetry;
-pub mod uaa;

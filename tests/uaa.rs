@@ -7,8 +7,8 @@ use std::time::Duration;
 use cf_firehose_exporter::sim::traffic_controller::TcSettings;
 use cf_firehose_exporter::sim::uaa::UaaMode;
 use cf_firehose_exporter::sim::{Foundation, SimClient};
+use cf_firehose_exporter::source::uaa::{TokenSource, UaaError};
 use cf_firehose_exporter::telemetry::Telemetry;
-use cf_firehose_exporter::uaa::{TokenSource, UaaError};
 
 async fn foundation(lifetime: Duration) -> Foundation {
     let any = "127.0.0.1:0".parse().unwrap();

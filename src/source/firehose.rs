@@ -20,8 +20,8 @@ use super::backoff::Backoff;
 use super::slow_consumer::{self, SlowConsumerWatch};
 use super::{FrameBatch, FrameSender, MAX_BATCH, MAX_BATCH_BYTES, StateSender, StreamState, tls};
 use crate::config::SourceConfig;
+use crate::source::uaa::{TokenSource, UaaError};
 use crate::telemetry::Telemetry;
-use crate::uaa::{TokenSource, UaaError};
 
 /// Time allowed for TCP, TLS and the websocket handshake together.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

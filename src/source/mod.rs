@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod firehose;
 pub mod slow_consumer;
 mod tls;
+pub mod uaa;
 
 use std::sync::Arc;
 

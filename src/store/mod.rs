@@ -20,81 +20,19 @@ use tokio::time::Instant;
 use crate::naming::{LabelSet, MetricKind, SeriesUpdate, Update, Value, hash_family};
 use crate::telemetry::{PREFIX, Telemetry};
 
-/// A stored label set: interned names and values, sorted by name.
-pub type StoredLabels = Arc<[(Text, Text)]>;
+mod expiry;
+mod family;
+mod handle;
+mod intern;
+mod limits;
+mod snapshot;
 
-/// An interned string behind a thin pointer, so that a label takes 16 bytes
-/// in a stored set instead of 32. Compares, orders and hashes as its text;
-/// two handles on the same interned string are equal without reading it,
-/// which spares a scrape's sort most of its string comparisons.
-#[derive(Clone)]
-pub struct Text(Arc<Box<str>>);
-
-impl std::hash::Hash for Text {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        (**self.0).hash(state);
-    }
-}
-
-impl PartialEq for Text {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || **self.0 == **other.0
-    }
-}
-
-impl Eq for Text {}
-
-impl PartialOrd for Text {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Text {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        if Arc::ptr_eq(&self.0, &other.0) {
-            return std::cmp::Ordering::Equal;
-        }
-        (**self.0).cmp(&**other.0)
-    }
-}
-
-impl Text {
-    fn new(text: &str) -> Self {
-        Self(Arc::new(Box::from(text)))
-    }
-
-    /// Whether only the interning table still holds it.
-    fn unused(&self) -> bool {
-        Arc::strong_count(&self.0) == 1
-    }
-}
-
-impl std::ops::Deref for Text {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for Text {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::borrow::Borrow<str> for Text {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Text {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&**self.0, f)
-    }
-}
+pub use family::FamilyCache;
+use family::{FAMILY_CACHE_MAX, FamilyMeta};
+pub use handle::SeriesHandle;
+pub use intern::{StoredLabels, Text};
+pub use limits::{SeriesLimits, bounded};
+pub use snapshot::FamilySnapshot;
 
 /// Shards of the series map. Few enough that their locks and the tables'
 /// control bytes stay in the cache of a core that updates series, which
@@ -103,22 +41,6 @@ impl std::fmt::Debug for Text {
 /// scrapes contend per shard: at a million series a scrape holds each lock
 /// while it copies some 16,000 pointers.
 const SHARDS: usize = 64;
-
-/// Families a [`FamilyCache`] remembers before it starts over.
-const FAMILY_CACHE_MAX: usize = 100_000;
-
-/// One ingestion task's memory of the family registry: which names are
-/// families of which kind. Emptied whenever the store forgets families.
-#[derive(Debug, Default, Clone)]
-pub struct FamilyCache {
-    generation: u64,
-    /// Each family's kind, and the hash of its name for series keys.
-    kinds: HashMap<Box<str>, (MetricKind, u64), foldhash::fast::RandomState>,
-}
-
-/// Conflicting names remembered so that each is logged once; beyond this
-/// many, conflicts are still counted but no longer logged.
-const CONFLICTS_LOGGED_MAX: usize = 10_000;
 
 /// For maps whose keys are already hashes: uses them as they are.
 #[derive(Debug, Default, Clone, Copy)]
@@ -243,48 +165,6 @@ fn same_labels(stored: &[(Text, Text)], labels: &LabelSet<'_>) -> bool {
             .all(|((k, v), (k2, v2))| **k == *k2 && **v == *v2)
 }
 
-#[derive(Debug, Clone)]
-struct FamilyMeta {
-    name: Arc<str>,
-    /// The name as the family's series hold it.
-    text: Text,
-    kind: MetricKind,
-    help: Arc<str>,
-}
-
-/// A series as one ingestion task found it, to update it again without its
-/// labels: its key, and the shared family name and label set it holds. The
-/// handle holds them too, so while it lives no other name or label set can
-/// be allocated where they are, and comparing addresses is exact.
-#[derive(Debug, Clone)]
-pub struct SeriesHandle {
-    key: u64,
-    family: Text,
-    labels: StoredLabels,
-    /// Where the series was when the handle was made: only ever prefetched,
-    /// never read, so it may be stale.
-    hint: usize,
-}
-
-impl SeriesHandle {
-    /// Asks the CPU to start loading the series' cache line, so that the
-    /// update finds it there.
-    #[inline]
-    #[allow(unsafe_code)]
-    pub fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is a hint: it reads nothing the program sees and
-        // cannot fault, whatever the address, stale or freed.
-        unsafe {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            // The table's slot holds the key before the series, and may
-            // straddle two lines.
-            _mm_prefetch::<_MM_HINT_T0>(self.hint.wrapping_sub(16) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(self.hint.wrapping_add(32) as *const i8);
-        }
-    }
-}
-
 /// What became of one update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -299,65 +179,6 @@ pub enum Applied {
     OverCap,
     /// The name or labels exceed the [`SeriesLimits`]; the update was dropped.
     OverLimit,
-}
-
-/// Bounds on what one series may hold, so that memory and scrapes are
-/// bounded in bytes and not only in series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SeriesLimits {
-    /// Longest metric or label name, in bytes.
-    pub max_name_length: usize,
-    /// Longest label value, in bytes.
-    pub max_label_value_length: usize,
-    /// Most labels on one series.
-    pub max_labels: usize,
-}
-
-impl Default for SeriesLimits {
-    fn default() -> Self {
-        Self {
-            max_name_length: 1024,
-            max_label_value_length: 2048,
-            max_labels: 64,
-        }
-    }
-}
-
-impl SeriesLimits {
-    /// No bounds.
-    pub const NONE: Self = Self {
-        max_name_length: usize::MAX,
-        max_label_value_length: usize::MAX,
-        max_labels: usize::MAX,
-    };
-}
-
-/// At most this many bytes of an offending name go into a log line.
-const LOGGED_NAME_BYTES: usize = 120;
-
-/// `name`, cut to [`LOGGED_NAME_BYTES`] with its full length said when longer.
-pub fn bounded(name: &str) -> Cow<'_, str> {
-    if name.len() <= LOGGED_NAME_BYTES {
-        return Cow::Borrowed(name);
-    }
-    let mut end = LOGGED_NAME_BYTES;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    Cow::Owned(format!("{}… ({} bytes)", &name[..end], name.len()))
-}
-
-/// A consistent copy of one family, taken for a scrape.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FamilySnapshot {
-    /// Family name (counters without `_total`).
-    pub name: Arc<str>,
-    /// Gauge or counter.
-    pub kind: MetricKind,
-    /// HELP text.
-    pub help: Arc<str>,
-    /// Series sorted by labels.
-    pub series: Vec<(StoredLabels, f64)>,
 }
 
 /// Concurrent store of relayed series.
@@ -423,61 +244,6 @@ impl SeriesStore {
     pub fn with_limits(mut self, limits: SeriesLimits) -> Self {
         self.limits = limits;
         self
-    }
-
-    /// Why a new family's name is refused, if it is.
-    fn family_over_limit(&self, update: &Update<'_>) -> bool {
-        if update.family.len() > self.limits.max_name_length {
-            self.over_limit(update, "name_too_long", "--metrics.max-name-length");
-            return true;
-        }
-        false
-    }
-
-    /// Whether a new series' labels are refused; counts and logs them.
-    fn labels_over_limit(&self, update: &Update<'_>) -> bool {
-        let limits = &self.limits;
-        let reason = if update.labels.len() > limits.max_labels {
-            Some(("too_many_labels", "--metrics.max-labels"))
-        } else if update
-            .labels
-            .iter()
-            .any(|(k, _)| k.len() > limits.max_name_length)
-        {
-            Some(("name_too_long", "--metrics.max-name-length"))
-        } else if update
-            .labels
-            .iter()
-            .any(|(_, v)| v.len() > limits.max_label_value_length)
-        {
-            Some(("label_value_too_long", "--metrics.max-label-value-length"))
-        } else {
-            None
-        };
-        match reason {
-            Some((reason, flag)) => {
-                self.over_limit(update, reason, flag);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Counts an update refused by a limit, and logs the first of each reason.
-    fn over_limit(&self, update: &Update<'_>, reason: &'static str, flag: &'static str) {
-        self.telemetry.series_rejected(reason).inc();
-        let bit = match reason {
-            "name_too_long" => 1,
-            "too_many_labels" => 2,
-            _ => 4,
-        };
-        if self.limits_logged.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
-            tracing::warn!(
-                metric = %bounded(update.original),
-                reason,
-                "dropping new series over a limit ({flag}); further ones are only counted"
-            );
-        }
     }
 
     /// Takes a slot for a new series, or refuses at the cap.
@@ -689,187 +455,6 @@ impl SeriesStore {
         }
     }
 
-    /// The stored copy of a label set, shared with the series that have it.
-    fn intern_labels(&self, labels: &LabelSet<'_>) -> StoredLabels {
-        let stored = || -> StoredLabels {
-            labels
-                .iter()
-                .map(|(k, v)| (self.intern(k), self.intern(v)))
-                .collect()
-        };
-        match self.label_sets.entry(labels.hash_value()) {
-            dashmap::Entry::Occupied(mut entry) => {
-                let sets = entry.get_mut();
-                if let Some(found) = sets.as_slice().iter().find(|s| same_labels(s, labels)) {
-                    return found.clone();
-                }
-                let new = stored();
-                sets.push(new.clone());
-                new
-            }
-            dashmap::Entry::Vacant(entry) => {
-                let new = stored();
-                entry.insert(Chain::One(new.clone()));
-                new
-            }
-        }
-    }
-
-    fn intern(&self, text: &str) -> Text {
-        if let Some(shared) = self.strings.get(text) {
-            return shared.clone();
-        }
-        let shared = Text::new(text);
-        self.strings.insert(shared.clone());
-        shared
-    }
-
-    /// The registered family for an update, registering it if new; `None` when
-    /// the name cannot be used without making the exposition invalid.
-    fn family(&self, update: &Update<'_>) -> Option<Text> {
-        if let Some(meta) = self.families.get(update.family) {
-            if meta.kind == update.kind {
-                return Some(meta.text.clone());
-            }
-            let reason = format!("it is already a {}", meta.kind.as_str());
-            drop(meta);
-            self.conflict(update, &reason);
-            return None;
-        }
-        let _guard = self
-            .family_creation
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(meta) = self.families.get(update.family) {
-            if meta.kind == update.kind {
-                return Some(meta.text.clone());
-            }
-            drop(meta);
-            self.conflict(update, "it is already another type");
-            return None;
-        }
-        if let Some(reason) = self.clash(update) {
-            self.conflict(update, &reason);
-            return None;
-        }
-        let name: Arc<str> = Arc::from(update.family);
-        let text = Text::new(update.family);
-        let meta = FamilyMeta {
-            name: name.clone(),
-            text: text.clone(),
-            kind: update.kind,
-            help: Arc::from(update.help()),
-        };
-        self.families.insert(name, meta);
-        Some(text)
-    }
-
-    /// Why a new family would clash with an existing one, if it would.
-    /// A gauge `g` takes the name `g`; a counter `c` takes `c`, `c_total`
-    /// (its samples) and `c_created` (which OpenMetrics reserves for it, and
-    /// strict parsers refuse to see as another family). Two families clash
-    /// when they take a name in common: a gauge `foo_total` or `foo_created`
-    /// beside a counter `foo`, a counter `foo_created` beside a counter `foo`.
-    fn clash(&self, update: &Update<'_>) -> Option<String> {
-        if update.family.starts_with(PREFIX) {
-            return Some("the prefix is reserved for the exporter's own metrics".into());
-        }
-        let family = update.family;
-        let mut taken = vec![Cow::Borrowed(family)];
-        if update.kind == MetricKind::Counter {
-            taken.push(Cow::Owned(format!("{family}_total")));
-            taken.push(Cow::Owned(format!("{family}_created")));
-        }
-        for name in &taken {
-            if let Some(meta) = self.families.get(name.as_ref()) {
-                return Some(format!(
-                    "the {} {name} takes the same name",
-                    meta.kind.as_str()
-                ));
-            }
-            for suffix in ["_total", "_created"] {
-                let Some(base) = name.strip_suffix(suffix) else {
-                    continue;
-                };
-                if let Some(meta) = self.families.get(base)
-                    && meta.kind == MetricKind::Counter
-                {
-                    return Some(format!("the counter {base} takes the name {name}"));
-                }
-            }
-        }
-        None
-    }
-
-    /// Counts a conflicting update, and logs it once per name.
-    fn conflict(&self, update: &Update<'_>, reason: &str) {
-        self.telemetry.series_rejected("conflict").inc();
-        let name = update.sample_name();
-        let hash = hash_family(&name);
-        if self.conflicts_logged.len() < CONFLICTS_LOGGED_MAX
-            && self.conflicts_logged.insert(hash, ()).is_none()
-        {
-            tracing::warn!(
-                metric = %bounded(update.original),
-                kind = update.kind.as_str(),
-                "dropping updates to {}: {}",
-                bounded(&name),
-                bounded(reason)
-            );
-        }
-    }
-
-    /// Removes series not updated within the expiration before `now`; returns
-    /// how many were removed.
-    pub fn sweep(&self, now: Instant) -> usize {
-        // Series keep their last update in whole seconds: they go once
-        // strictly more whole seconds than the expiration have passed.
-        let now = self.seconds(now);
-        let expiration = self.expiration.as_secs();
-        let mut removed = 0;
-        self.series.retain(|_, bucket| {
-            bucket.retain(|series| {
-                let keep = u64::from(now.saturating_sub(series.updated)) <= expiration;
-                removed += usize::from(!keep);
-                keep
-            })
-        });
-        if removed > 0 {
-            self.len.fetch_sub(removed, Ordering::Relaxed);
-            self.telemetry.series_expired.inc_by(removed as u64);
-            self.telemetry.series.set(self.len() as i64);
-            self.forget_unused();
-        }
-        removed
-    }
-
-    /// Forgets families left without series and strings no series uses, so
-    /// that a stream of ever new names cannot grow either without bound.
-    /// Holds the creation lock so that no family is forgotten while a series
-    /// is being added to it; a family forgotten between lookup and insert of
-    /// a concurrent update is registered again by its next update.
-    fn forget_unused(&self) {
-        let _guard = self
-            .family_creation
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut live: HashSet<Text> = HashSet::with_capacity(self.families.len());
-        for bucket in self.series.iter() {
-            for series in bucket.as_slice() {
-                if !live.contains(&series.family) {
-                    live.insert(series.family.clone());
-                }
-            }
-        }
-        self.families.retain(|name, _| live.contains(&**name));
-        self.generation.fetch_add(1, Ordering::Release);
-        // Held by the table alone: no series uses it any more. Label sets
-        // first, as they hold strings.
-        self.label_sets
-            .retain(|_, sets| sets.retain(|set| Arc::strong_count(set) > 1));
-        self.strings.retain(|text| !text.unused());
-    }
-
     /// Runs [`SeriesStore::sweep`] periodically until the task is dropped.
     /// Sweeps every tenth of the expiration, between 1 s and 30 s.
     pub async fn run_sweeper(self: Arc<Self>) {
@@ -883,39 +468,6 @@ impl SeriesStore {
                 tracing::debug!(removed, "expired series removed");
             }
         }
-    }
-
-    /// Copies every family with at least one series, families sorted by name
-    /// and series by labels. Each shard is locked only while its entries'
-    /// pointers are copied; grouping and sorting happen after. Every series
-    /// is copied whole, but the copy is not one instant across shards: an
-    /// update that lands while the copy runs may show without an earlier one.
-    pub fn snapshot(&self) -> Vec<FamilySnapshot> {
-        let mut copied: Vec<(Text, StoredLabels, f64)> = Vec::with_capacity(self.len());
-        for bucket in self.series.iter() {
-            for series in bucket.as_slice() {
-                copied.push((series.family.clone(), series.labels.clone(), series.value));
-            }
-        }
-        let mut grouped: HashMap<Text, Vec<(StoredLabels, f64)>> = HashMap::new();
-        for (family, labels, value) in copied {
-            grouped.entry(family).or_default().push((labels, value));
-        }
-        let mut families: Vec<FamilySnapshot> = grouped
-            .into_iter()
-            .filter_map(|(name, mut series)| {
-                let meta = self.families.get(&*name)?.clone();
-                series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                Some(FamilySnapshot {
-                    name: meta.name,
-                    kind: meta.kind,
-                    help: meta.help,
-                    series,
-                })
-            })
-            .collect();
-        families.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        families
     }
 }
 
