@@ -179,18 +179,11 @@ pub async fn eventually<T, F: Future<Output = Option<T>>>(
     }
 }
 
-/// The protocol brief's test vectors (§1.11): a ValueMetric `numCPUS` from
-/// rep, a ContainerMetric with an `app_name` tag, a CounterEvent `requests`.
-pub const VALUE_METRIC: &str = "0a037265701006308080a8b1e39fe7cb174a190a076e756d435055531100000000000010401a05636f756e746a026366720a646965676f2d63656c6c7a056964782d3182010831302e302e302e358a01100a09736f757263655f69641203726570";
-pub const CONTAINER_METRIC: &str = "0a037265701009308080a8b1e39fe7cb1762470a2466343761633130622d353863632d343337322d613536372d306530326232633364343739100019000000000000f83f208080803228808080643080808080043880808080048a01110a086170705f6e616d6512056d79617070";
-pub const COUNTER_EVENT: &str =
-    "0a08676f726f757465721007308080a8b1e39fe7cb17520f0a087265717565737473100518d209";
+/// The protocol brief's test vectors (§1.11), as the unit tests use them.
+#[allow(unused_imports)]
+pub use cf_firehose_exporter::envelope::vectors::{CONTAINER_METRIC, COUNTER_EVENT, VALUE_METRIC};
 
 /// Decodes a hex test vector.
 pub fn hex(s: &str) -> Bytes {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect::<Vec<u8>>()
-        .into()
+    cf_firehose_exporter::envelope::vectors::bytes(s).into()
 }
