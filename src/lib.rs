@@ -9,7 +9,6 @@ pub mod cli;
 pub mod config;
 pub mod envelope;
 pub mod exposition;
-pub mod filter;
 pub mod http;
 pub mod ingest;
 pub mod logging;

@@ -8,7 +8,7 @@ use cf_firehose_exporter::app::ExporterConfig;
 use cf_firehose_exporter::cli::{CommonArgs, ExporterCli as Cli};
 use cf_firehose_exporter::envelope::events::{LogMessage, envelope::EventType};
 use cf_firehose_exporter::envelope::{ContainerMetric, CounterEvent, Envelope, ValueMetric};
-use cf_firehose_exporter::filter::Filters;
+use cf_firehose_exporter::ingest::filter::Filters;
 use cf_firehose_exporter::sim::traffic_controller::FrameKind;
 use clap::Parser;
 use common::Harness;

@@ -448,8 +448,8 @@ impl CommonArgs {
     }
 
     /// The filters the `--filter.*` flags describe.
-    pub fn filters(&self) -> Result<crate::filter::Filters, ConfigError> {
-        crate::filter::Filters::new(
+    pub fn filters(&self) -> Result<crate::ingest::filter::Filters, ConfigError> {
+        crate::ingest::filter::Filters::new(
             &self.filter_events,
             &self.filter_deployments,
             &self.filter_origins,

@@ -1,6 +1,8 @@
 //! Ingestion: frames from a source are decoded, translated under the naming
 //! scheme and applied to the store, with every rejection counted.
 
+pub mod filter;
+
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 
 use crate::envelope::{self, DecodeError, EnvelopeRef, Fields, Payload, WireEnvelope};
-use crate::filter::Filters;
+use crate::ingest::filter::Filters;
 use crate::naming::native::NativeScheme;
 use crate::source::FrameReceiver;
 use crate::store::{Chain, FamilyCache, KeyHasher, SeriesHandle, SeriesStore};
