@@ -3,6 +3,7 @@
 // Denied everywhere but in three blocks of `envelope` and a prefetch hint in
 // `store`, each of which says why it is sound.
 #![deny(unsafe_code)]
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 pub mod app;
 pub mod cli;

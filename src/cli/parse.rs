@@ -51,6 +51,8 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{s:?} is not a size like 65536, 512KiB or 4MiB"))
 }
 
+/// Parses the path of the metrics: plain segments, not one of the
+/// exporter's own endpoints.
 pub fn parse_telemetry_path(s: &str) -> Result<String, String> {
     let path = s.trim_end_matches('/');
     let plain = path.starts_with('/')
