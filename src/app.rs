@@ -20,7 +20,7 @@ use crate::ingest::Ingest;
 use crate::ingest::filter::Filters;
 use crate::naming::native::NativeScheme;
 use crate::source::firehose::{FirehoseSource, SourceError};
-use crate::source::uaa::TokenSource;
+use crate::source::uaa::{TokenSource, UaaError};
 use crate::source::{FrameSender, StreamState, StreamStates};
 use crate::store::{SeriesLimits, SeriesStore};
 use crate::telemetry::Telemetry;
@@ -96,12 +96,25 @@ pub enum StartError {
         /// The OS error.
         error: std::io::Error,
     },
-    /// TLS or HTTP client set-up failed.
-    #[error("{0}")]
-    Setup(String),
+    /// The listening socket has no local address.
+    #[error("--web.listen-address: cannot read the address listened on: {0}")]
+    LocalAddress(#[source] std::io::Error),
+    /// The UAA client could not be built.
+    #[error("cannot set up the UAA client: {0}")]
+    Uaa(#[source] UaaError),
+    /// The TLS client of the Firehose could not be built.
+    #[error("cannot set up TLS for the Firehose: {0}")]
+    FirehoseTls(#[source] rustls::Error),
     /// A flag is wrong.
     #[error(transparent)]
     Config(#[from] ConfigError),
+}
+
+impl StartError {
+    /// Whether a flag is at fault (exit code 2) rather than the environment.
+    pub fn is_config(&self) -> bool {
+        matches!(self, StartError::Config(_))
+    }
 }
 
 /// A running exporter.
@@ -171,14 +184,10 @@ impl Exporter {
                 address: config.listen_address,
                 error,
             })?;
-        let address = listener
-            .local_addr()
-            .map_err(|e| StartError::Setup(e.to_string()))?;
+        let address = listener.local_addr().map_err(StartError::LocalAddress)?;
 
-        let tokens = Arc::new(
-            TokenSource::new(&config.source, telemetry.clone())
-                .map_err(|e| StartError::Setup(e.to_string()))?,
-        );
+        let tokens =
+            Arc::new(TokenSource::new(&config.source, telemetry.clone()).map_err(StartError::Uaa)?);
         let ingest = Ingest::new(
             NativeScheme::new(config.environment.clone()).with_drop_tags(config.drop_tags.clone()),
             store.clone(),
@@ -200,7 +209,7 @@ impl Exporter {
                 telemetry.clone(),
                 states.reporter(index),
             )
-            .map_err(StartError::Setup)?
+            .map_err(StartError::FirehoseTls)?
             .with_index(index);
             connections.push((source, ingest.clone(), frames_rx));
         }

@@ -9,7 +9,7 @@ use cf_firehose_exporter::cli::{CommonArgs, SourceArgs};
 use cf_firehose_exporter::config::ConfigError;
 use cf_firehose_exporter::logging;
 use cf_firehose_exporter::sim::args::{DemoArgs, SimulateArgs};
-use cf_firehose_exporter::sim::demo;
+use cf_firehose_exporter::sim::demo::{self, DemoError};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -83,10 +83,9 @@ fn main() -> ExitCode {
             // A mistake in the flags exits as clap's own errors do.
             let config = e.chain().any(|c| {
                 c.downcast_ref::<ConfigError>().is_some()
-                    || matches!(
-                        c.downcast_ref::<RunError>(),
-                        Some(RunError::Start(StartError::Config(_)))
-                    )
+                    || c.downcast_ref::<StartError>().is_some_and(StartError::is_config)
+                    || c.downcast_ref::<DemoError>().is_some_and(DemoError::is_config)
+                    || matches!(c.downcast_ref::<RunError>(), Some(RunError::Start(e)) if e.is_config())
             });
             if config {
                 ExitCode::from(USAGE)

@@ -173,3 +173,20 @@ fn telemetry_paths_that_would_clash_or_match_other_paths_are_refused() {
         refused(&["--web.telemetry-path", path], "--web.telemetry-path");
     }
 }
+
+#[test]
+fn a_bad_value_given_to_demo_is_a_flag_mistake_too() {
+    let (code, _, stderr) = run(exporter().args([
+        "demo",
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--filter.metric-names",
+        "(unclosed",
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: --filter.metric-names: "),
+        "{stderr}"
+    );
+}

@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 
 use crate::app::{Exporter, ExporterConfig, StartError};
 use crate::cli::{CommonArgs, SourceArgs};
+use crate::config::ConfigError;
 use crate::sim::args::{FaultArgs, SimulateArgs, WorkloadArgs};
 use crate::sim::faults::run_schedule;
 use crate::sim::traffic_controller::TcSettings;
@@ -84,17 +85,42 @@ pub struct Demo {
     pub exporter: Exporter,
 }
 
+/// Why the demo could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The simulated foundation's servers could not start.
+    #[error("cannot start the simulated foundation: {0}")]
+    Simulation(#[source] std::io::Error),
+    /// A flag is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The exporter could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+impl DemoError {
+    /// Whether a flag is at fault (exit code 2) rather than the environment.
+    pub fn is_config(&self) -> bool {
+        match self {
+            DemoError::Config(_) => true,
+            DemoError::Start(e) => e.is_config(),
+            DemoError::Simulation(_) => false,
+        }
+    }
+}
+
 /// Starts a simulated foundation on loopback and the exporter against it.
 pub async fn start_demo(
     common: &CommonArgs,
     workload: &WorkloadArgs,
     faults: &FaultArgs,
-) -> Result<Demo, StartError> {
+) -> Result<Demo, DemoError> {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let client = SimClient::default();
     let simulation = Simulation::start(loopback, loopback, client.clone(), workload, faults)
         .await
-        .map_err(|e| StartError::Setup(format!("cannot start the simulated foundation: {e}")))?;
+        .map_err(DemoError::Simulation)?;
     let mut source = SourceArgs::new(
         simulation.foundation.uaa_url(),
         client.id.clone(),

@@ -188,7 +188,7 @@ impl FirehoseSource {
         frames: FrameSender,
         telemetry: Telemetry,
         state: StateSender,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, rustls::Error> {
         let connector = match config.firehose_url.scheme() {
             "wss" => Connector::Rustls(tls::client_config(config.skip_ssl_verify)?),
             _ => Connector::Plain,

@@ -9,11 +9,10 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// A client config with the system roots, or accepting any certificate.
-pub fn client_config(skip_verify: bool) -> Result<Arc<ClientConfig>, String> {
+pub fn client_config(skip_verify: bool) -> Result<Arc<ClientConfig>, rustls::Error> {
     let provider = Arc::new(ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .with_safe_default_protocol_versions()?;
     let config = if skip_verify {
         builder
             .dangerous()
