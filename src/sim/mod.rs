@@ -4,6 +4,7 @@
 //! serves it to any Firehose consumer.
 
 pub mod args;
+mod catalog;
 pub mod demo;
 pub mod faults;
 pub mod pacer;

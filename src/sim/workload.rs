@@ -10,9 +10,7 @@ use rand::{RngExt, SeedableRng};
 use crate::envelope::Envelope;
 use crate::envelope::events::{self, ContainerMetric, CounterEvent, HttpStartStop, ValueMetric};
 use crate::sim::args::WorkloadArgs;
-
-/// The catalog: origin, name, type, unit, bosh_job, typical_value, source.
-const CATALOG: &str = include_str!("cf-metrics.tsv");
+use crate::sim::catalog::{Row, catalog, value_range};
 
 /// BOSH deployment of every simulated VM.
 pub const DEPLOYMENT: &str = "cf";
@@ -81,36 +79,6 @@ pub struct Workload {
     apps: Vec<App>,
     cursor: usize,
     rng: StdRng,
-}
-
-struct Row<'a> {
-    origin: &'a str,
-    name: &'a str,
-    counter: bool,
-    unit: &'a str,
-    group: &'a str,
-    typical: &'a str,
-}
-
-fn catalog() -> impl Iterator<Item = Row<'static>> {
-    CATALOG.lines().skip(1).filter_map(|line| {
-        let f: Vec<&str> = line.split('\t').collect();
-        let [origin, name, kind, unit, job, typical, ..] = f[..] else {
-            return None;
-        };
-        if job.contains("legacy") || job.contains("removed") {
-            return None;
-        }
-        let group = job.split([' ', '(', ';', ',', '/']).next().unwrap_or("");
-        Some(Row {
-            origin,
-            name,
-            counter: kind == "counter",
-            unit,
-            group,
-            typical,
-        })
-    })
 }
 
 /// The instance groups of a cf-deployment foundation and their sizes.
@@ -525,47 +493,6 @@ fn tag_variants(row: &Row<'_>, cells: &[String]) -> Vec<Vec<(String, String)>> {
         }
     }
     variants
-}
-
-/// A plausible range for a gauge, from the catalog's typical value.
-fn value_range(name: &str, typical: &str) -> (f64, f64) {
-    match name {
-        "CapacityTotalMemory" => return (65536.0, 65536.0),
-        "CapacityRemainingMemory" => return (8000.0, 40000.0),
-        "CapacityAllocatedMemory" => return (20000.0, 57000.0),
-        "CapacityTotalDisk" => return (200000.0, 200000.0),
-        "CapacityRemainingDisk" => return (60000.0, 150000.0),
-        "CapacityTotalContainers" => return (250.0, 250.0),
-        "CapacityRemainingContainers" => return (150.0, 240.0),
-        _ => {}
-    }
-    let numbers = leading_numbers(typical);
-    match numbers[..] {
-        [lo, hi, ..] if hi >= lo => (lo, hi),
-        [v, ..] => (v, v),
-        [] => (0.0, 100.0),
-    }
-}
-
-/// The numbers at the start of a typical-value text, e.g. `1e8..5e9 ns` → [1e8, 5e9].
-fn leading_numbers(text: &str) -> Vec<f64> {
-    let mut numbers = Vec::new();
-    for part in text
-        .split(['.', ' ', '-', ';', '~', '<', '=', '('])
-        .filter(|p| !p.is_empty())
-        .take(3)
-    {
-        match part.parse::<f64>() {
-            Ok(n) if n.is_finite() => numbers.push(n),
-            _ => {
-                // Allow "0.5" split by '.': rejoin is not worth it; stop at words.
-                if !numbers.is_empty() || part.chars().any(|c| c.is_alphabetic()) {
-                    break;
-                }
-            }
-        }
-    }
-    numbers
 }
 
 fn round(v: f64) -> f64 {
