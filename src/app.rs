@@ -133,13 +133,10 @@ pub struct Exporter {
     supervisor: JoinHandle<Result<(), RunError>>,
 }
 
-/// How a task the exporter cannot do without ended.
-type TaskEnd = (&'static str, Result<(), SourceError>);
-
 /// The tasks the exporter cannot do without, by name.
 #[derive(Debug, Default)]
 struct Tasks {
-    set: JoinSet<TaskEnd>,
+    set: JoinSet<Result<(), SourceError>>,
     names: std::collections::HashMap<tokio::task::Id, &'static str>,
 }
 
@@ -148,23 +145,19 @@ impl Tasks {
     where
         F: std::future::Future<Output = Result<(), SourceError>> + Send + 'static,
     {
-        let handle = self.set.spawn(async move { (name, task.await) });
+        let handle = self.set.spawn(task);
         self.names.insert(handle.id(), name);
     }
 
-    /// The next task to end, with its name, and why it ended.
+    /// The next task to end, with its name, and why it ended: its result,
+    /// or the text of its panic.
     async fn next(&mut self) -> Option<(&'static str, Result<Result<(), SourceError>, String>)> {
-        Some(match self.set.join_next().await? {
-            Ok((name, result)) => (name, Ok(result)),
-            Err(error) => {
-                let name = self.names.get(&error.id()).copied().unwrap_or("a task");
-                if error.is_cancelled() {
-                    (name, Ok(Ok(())))
-                } else {
-                    (name, Err(panic_text(error)))
-                }
-            }
-        })
+        let (id, ended) = match self.set.join_next_with_id().await? {
+            Ok((id, result)) => (id, Ok(result)),
+            Err(error) if error.is_cancelled() => (error.id(), Ok(Ok(()))),
+            Err(error) => (error.id(), Err(panic_text(error))),
+        };
+        Some((self.names.get(&id).copied().unwrap_or("a task"), ended))
     }
 }
 
@@ -343,43 +336,28 @@ async fn supervise(
         }
         shutdown.cancel();
     };
-    let mut stopping = false;
-    {
-        let orderly = async {
-            loop {
-                let next = if stopping {
-                    tasks.next().await
-                } else {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => {
-                            stopping = true;
-                            continue;
-                        }
-                        next = tasks.next() => next,
-                    }
-                };
-                match next {
-                    None => break,
-                    Some((_, Ok(Err(error)))) => fail(RunError::Source(error)),
-                    Some((_, Ok(Ok(())))) if stopping || shutdown.is_cancelled() => {}
-                    Some((task, Ok(Ok(())))) => fail(RunError::Task {
-                        task,
-                        problem: "ended before shutdown".into(),
-                    }),
-                    Some((task, Err(problem))) => fail(RunError::Task { task, problem }),
-                }
+    let orderly = async {
+        while let Some((task, ended)) = tasks.next().await {
+            match ended {
+                Ok(Err(error)) => fail(RunError::Source(error)),
+                // Tasks end by themselves once shutdown is asked for.
+                Ok(Ok(())) if shutdown.is_cancelled() => {}
+                Ok(Ok(())) => fail(RunError::Task {
+                    task,
+                    problem: "ended before shutdown".into(),
+                }),
+                Err(problem) => fail(RunError::Task { task, problem }),
             }
-        };
-        tokio::pin!(orderly);
-        // Until shutdown, wait as long as it takes; after, only so long.
-        tokio::select! {
-            _ = &mut orderly => {}
-            _ = async {
-                shutdown.cancelled().await;
-                tokio::time::sleep(STOP_TIMEOUT).await;
-            } => {
-                tracing::warn!("stopping without waiting any longer for open connections");
-            }
+        }
+    };
+    // Until shutdown, wait as long as it takes; after, only so long.
+    tokio::select! {
+        _ = orderly => {}
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(STOP_TIMEOUT).await;
+        } => {
+            tracing::warn!("stopping without waiting any longer for open connections");
         }
     }
     tasks.set.abort_all();

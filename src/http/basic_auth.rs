@@ -54,10 +54,8 @@ pub struct BasicAuth {
     refused: Mutex<HashSet<[u8; 32]>>,
     /// bcrypt checks running at once: one core's worth at most.
     bcrypt: tokio::sync::Semaphore,
-    /// bcrypt checks running or waiting.
-    bcrypt_pending: std::sync::atomic::AtomicUsize,
-    /// Most bcrypt checks running or waiting.
-    bcrypt_limit: usize,
+    /// Places for bcrypt checks running or waiting: none free means busy.
+    bcrypt_places: tokio::sync::Semaphore,
 }
 
 /// What a check of credentials decided.
@@ -94,8 +92,7 @@ impl BasicAuth {
             verified: Mutex::new(HashSet::new()),
             refused: Mutex::new(HashSet::new()),
             bcrypt: tokio::sync::Semaphore::new(running),
-            bcrypt_pending: std::sync::atomic::AtomicUsize::new(0),
-            bcrypt_limit: running + BCRYPT_QUEUE,
+            bcrypt_places: tokio::sync::Semaphore::new(running + BCRYPT_QUEUE),
         }
     }
 
@@ -128,12 +125,9 @@ impl BasicAuth {
                 constant_time_eq(&digest(&password), &digest(expected.expose()))
             }
             Credential::Bcrypt(hash) => {
-                use std::sync::atomic::Ordering;
-                let pending = self.bcrypt_pending.fetch_add(1, Ordering::AcqRel);
-                let _pending = Pending(&self.bcrypt_pending);
-                if pending >= self.bcrypt_limit {
+                let Ok(_place) = self.bcrypt_places.try_acquire() else {
                     return Decision::Busy;
-                }
+                };
                 let Ok(_turn) = self.bcrypt.acquire().await else {
                     return Decision::Busy;
                 };
@@ -156,15 +150,6 @@ impl BasicAuth {
         } else {
             Decision::Refused
         }
-    }
-}
-
-/// Counts a bcrypt check as pending until dropped.
-struct Pending<'a>(&'a std::sync::atomic::AtomicUsize);
-
-impl Drop for Pending<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -291,7 +276,8 @@ mod tests {
                 Decision::Allowed => panic!("a wrong password let in"),
             }
         }
-        assert!(busy >= 40 - auth.bcrypt_limit, "{busy} of 40 busy");
+        let places = auth.bcrypt.available_permits() + BCRYPT_QUEUE;
+        assert!(busy >= 40 - places, "{busy} of 40 busy");
         assert!(busy < 40, "some were checked");
         // The right password still gets in once the storm is over.
         assert_eq!(

@@ -252,14 +252,8 @@ impl FirehoseSource {
                         // and --doppler.max-retry-count counts it.
                         let loud = failures.record(&text);
                         self.disconnected(&end, loud);
-                        if let Some(max) =
-                            self.max_retry_count.filter(|max| failures.attempts >= *max)
-                        {
-                            tracing::error!(attempts = max, error = %text, "giving up");
-                            break Err(SourceError::RetriesExhausted {
-                                attempts: max,
-                                last_error: text,
-                            });
+                        if let Some(error) = self.give_up(&failures, &text) {
+                            break Err(error);
                         }
                         (text, loud)
                     }
@@ -274,13 +268,8 @@ impl FirehoseSource {
                 Err(error) => {
                     let text = error.to_string();
                     let loud = failures.record(&text);
-                    if let Some(max) = self.max_retry_count.filter(|max| failures.attempts >= *max)
-                    {
-                        tracing::error!(attempts = max, error = %text, "giving up");
-                        break Err(SourceError::RetriesExhausted {
-                            attempts: max,
-                            last_error: text,
-                        });
+                    if let Some(error) = self.give_up(&failures, &text) {
+                        break Err(error);
                     }
                     if loud {
                         let attempts = failures.attempts;
@@ -313,6 +302,19 @@ impl FirehoseSource {
         };
         self.state.send_replace(StreamState::Stopped);
         result
+    }
+
+    /// The error to stop with once `--doppler.max-retry-count` attempts in a
+    /// row have failed, the last with `text`.
+    fn give_up(&self, failures: &FailureLog, text: &str) -> Option<SourceError> {
+        let max = self
+            .max_retry_count
+            .filter(|max| failures.attempts >= *max)?;
+        tracing::error!(attempts = max, error = %text, "giving up");
+        Some(SourceError::RetriesExhausted {
+            attempts: max,
+            last_error: text.to_owned(),
+        })
     }
 
     /// Counts the end of an established connection, and logs it if `loud`.

@@ -48,58 +48,71 @@ pub fn bounded(name: &str) -> Cow<'_, str> {
     Cow::Owned(format!("{}… ({} bytes)", &name[..end], name.len()))
 }
 
-impl SeriesStore {
-    /// Why a new family's name is refused, if it is.
-    pub(super) fn family_over_limit(&self, update: &Update<'_>) -> bool {
-        if update.family.len() > self.limits.max_name_length {
-            self.over_limit(update, "name_too_long", "--metrics.max-name-length");
-            return true;
+/// Which limit an update exceeds.
+#[derive(Debug, Clone, Copy)]
+enum Exceeded {
+    Name,
+    Labels,
+    LabelValue,
+}
+
+impl Exceeded {
+    /// The `reason` label of `series_rejected_total`.
+    fn reason(self) -> &'static str {
+        match self {
+            Exceeded::Name => "name_too_long",
+            Exceeded::Labels => "too_many_labels",
+            Exceeded::LabelValue => "label_value_too_long",
         }
-        false
+    }
+
+    fn flag(self) -> &'static str {
+        match self {
+            Exceeded::Name => "--metrics.max-name-length",
+            Exceeded::Labels => "--metrics.max-labels",
+            Exceeded::LabelValue => "--metrics.max-label-value-length",
+        }
+    }
+}
+
+impl SeriesStore {
+    /// Whether a new family's name is refused; counts and logs it.
+    pub(super) fn family_over_limit(&self, update: &Update<'_>) -> bool {
+        let over = update.family.len() > self.limits.max_name_length;
+        if over {
+            self.over_limit(update, Exceeded::Name);
+        }
+        over
     }
 
     /// Whether a new series' labels are refused; counts and logs them.
     pub(super) fn labels_over_limit(&self, update: &Update<'_>) -> bool {
         let limits = &self.limits;
-        let reason = if update.labels.len() > limits.max_labels {
-            Some(("too_many_labels", "--metrics.max-labels"))
-        } else if update
-            .labels
-            .iter()
-            .any(|(k, _)| k.len() > limits.max_name_length)
-        {
-            Some(("name_too_long", "--metrics.max-name-length"))
-        } else if update
-            .labels
-            .iter()
-            .any(|(_, v)| v.len() > limits.max_label_value_length)
-        {
-            Some(("label_value_too_long", "--metrics.max-label-value-length"))
+        let labels = || update.labels.iter();
+        let exceeded = if update.labels.len() > limits.max_labels {
+            Exceeded::Labels
+        } else if labels().any(|(k, _)| k.len() > limits.max_name_length) {
+            Exceeded::Name
+        } else if labels().any(|(_, v)| v.len() > limits.max_label_value_length) {
+            Exceeded::LabelValue
         } else {
-            None
+            return false;
         };
-        match reason {
-            Some((reason, flag)) => {
-                self.over_limit(update, reason, flag);
-                true
-            }
-            None => false,
-        }
+        self.over_limit(update, exceeded);
+        true
     }
 
-    /// Counts an update refused by a limit, and logs the first of each reason.
-    fn over_limit(&self, update: &Update<'_>, reason: &'static str, flag: &'static str) {
+    /// Counts an update refused by a limit, and logs the first of each kind.
+    fn over_limit(&self, update: &Update<'_>, exceeded: Exceeded) {
+        let reason = exceeded.reason();
         self.telemetry.series_rejected(reason).inc();
-        let bit = match reason {
-            "name_too_long" => 1,
-            "too_many_labels" => 2,
-            _ => 4,
-        };
+        let bit = 1 << exceeded as usize;
         if self.limits_logged.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
             tracing::warn!(
                 metric = %bounded(update.original),
                 reason,
-                "dropping new series over a limit ({flag}); further ones are only counted"
+                "dropping new series over a limit ({}); further ones are only counted",
+                exceeded.flag()
             );
         }
     }
