@@ -11,7 +11,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::CommonArgs;
-use crate::config::{ConfigError, SourceConfig};
+use crate::config::ConfigError;
 use crate::exposition::{Exposition, Format};
 use crate::http::listener::{self, Limits};
 use crate::http::router::{self, AppState};
@@ -19,7 +19,9 @@ use crate::http::web_config::WebSecurity;
 use crate::ingest::Ingest;
 use crate::ingest::filter::Filters;
 use crate::naming::native::NativeScheme;
-use crate::source::firehose::{FirehoseSource, SourceError};
+use crate::source::SourceConfig;
+use crate::source::firehose::FirehoseSource;
+use crate::source::supervisor::{SourceError, Supervisor};
 use crate::source::uaa::{TokenSource, UaaError};
 use crate::source::{FrameSender, StreamState, StreamStates};
 use crate::store::{SeriesLimits, SeriesStore};
@@ -195,14 +197,15 @@ impl Exporter {
                 QUEUE_BYTES.max(config.source.max_frame_size.saturating_mul(4)),
                 telemetry.clone(),
             );
-            let source = FirehoseSource::new(
-                &config.source,
-                tokens.clone(),
+            let transport = FirehoseSource::new(&config.source, tokens.clone(), telemetry.clone())
+                .map_err(StartError::FirehoseTls)?;
+            let source = Supervisor::new(
+                transport,
+                config.source.retry(),
                 frames,
                 telemetry.clone(),
                 states.reporter(index),
             )
-            .map_err(StartError::FirehoseTls)?
             .with_index(index);
             connections.push((source, ingest.clone(), frames_rx));
         }

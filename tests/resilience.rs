@@ -16,7 +16,7 @@ use cf_firehose_exporter::sim::faults::Fault;
 use cf_firehose_exporter::sim::traffic_controller::TcSettings;
 use cf_firehose_exporter::sim::uaa::UaaMode;
 use cf_firehose_exporter::sim::{Foundation, SimClient};
-use cf_firehose_exporter::source::firehose::SourceError;
+use cf_firehose_exporter::source::supervisor::SourceError;
 use common::{CONTAINER_METRIC, COUNTER_EVENT, Harness, VALUE_METRIC, eventually, hex};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};

@@ -10,8 +10,11 @@ use clap::Args;
 use super::parse::{
     parse_duration, parse_listen_address, parse_positive_duration, parse_size, parse_telemetry_path,
 };
-use crate::config::{ConfigError, SourceConfig, firehose_url, token_url};
+use crate::config::ConfigError;
 use crate::secret::Secret;
+use crate::source::SourceConfig;
+use crate::source::firehose::firehose_url;
+use crate::source::uaa::token_url;
 
 /// Where and how to read the Firehose.
 #[derive(Debug, Clone, Args)]

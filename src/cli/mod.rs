@@ -25,8 +25,9 @@ pub struct ExporterCli {
 mod tests {
     use super::parse::parse_size;
     use super::*;
-    use crate::config::{firehose_url, token_url};
     use crate::secret::Secret;
+    use crate::source::firehose::firehose_url;
+    use crate::source::uaa::token_url;
     use std::time::Duration;
 
     fn parse(args: &[&str]) -> Result<ExporterCli, clap::Error> {

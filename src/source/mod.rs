@@ -3,8 +3,10 @@
 //! queue, and never block on it.
 
 pub mod backoff;
+mod config;
 pub mod firehose;
 pub mod slow_consumer;
+pub mod supervisor;
 mod tls;
 pub mod uaa;
 
@@ -14,6 +16,8 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch};
 
 use crate::telemetry::Telemetry;
+
+pub use config::SourceConfig;
 
 /// Frames read together, handed to decoding in one queue slot.
 pub type FrameBatch = Vec<Bytes>;

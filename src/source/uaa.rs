@@ -16,7 +16,8 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::config::SourceConfig;
+use super::SourceConfig;
+use crate::config::ConfigError;
 use crate::telemetry::Telemetry;
 
 /// Lifetime assumed when UAA does not say (`expires_in` absent).
@@ -339,6 +340,22 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// `<uaa>/oauth/token` from a UAA base URL.
+pub fn token_url(uaa: &str) -> Result<url::Url, ConfigError> {
+    let flag = "--uaa.url";
+    let url = url::Url::parse(uaa)
+        .map_err(|e| ConfigError::new(flag, format!("{uaa:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+        return Err(ConfigError::new(
+            flag,
+            format!("{uaa:?} must be an https:// or http:// URL"),
+        ));
+    }
+    let base = url.as_str().trim_end_matches('/');
+    url::Url::parse(&format!("{base}/oauth/token"))
+        .map_err(|e| ConfigError::new(flag, e.to_string()))
 }
 
 #[cfg(test)]
