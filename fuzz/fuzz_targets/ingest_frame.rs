@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use cf_firehose_exporter::envelope::{EVENT_TYPE_NAMES, decode};
 use cf_firehose_exporter::ingest::Ingest;
+use cf_firehose_exporter::naming::NamingScheme;
 use cf_firehose_exporter::naming::native::NativeScheme;
 use cf_firehose_exporter::store::SeriesStore;
 use cf_firehose_exporter::telemetry::Telemetry;

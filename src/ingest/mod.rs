@@ -13,6 +13,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::envelope::{self, DecodeError, EnvelopeRef, Fields, Payload, WireEnvelope};
 use crate::ingest::filter::Filters;
+use crate::naming::NamingScheme;
 use crate::naming::native::NativeScheme;
 use crate::source::FrameReceiver;
 use crate::store::{Chain, FamilyCache, KeyHasher, SeriesHandle, SeriesStore};
@@ -66,7 +67,7 @@ impl Counters {
 const KNOWN_BYTES_MAX: usize = 16 << 20;
 
 /// Envelopes one task has translated, by identity (see
-/// [`NativeScheme::identity`]), with the series their updates went to. An
+/// [`NamingScheme::identity`]), with the series their updates went to. An
 /// envelope seen before updates the same series with its new values, without
 /// its tags being sorted or its label sets built, hashed and compared again.
 #[derive(Debug, Clone)]
@@ -165,11 +166,23 @@ impl Known {
     }
 }
 
-/// Decodes, translates and stores frames. Clones share the store and
-/// counters, so that several connections can each have their own.
+/// Updates of one envelope that can be remembered: the bits of the mask
+/// that marks the ones whose series went. An envelope that yields more is
+/// translated in full each time.
+const REMEMBERED_UPDATES_MAX: usize = u64::BITS as usize;
+
+/// The bit of update `position` in a mask of updates; none beyond
+/// [`REMEMBERED_UPDATES_MAX`], whose envelopes are never remembered.
+fn bit(position: u32) -> u64 {
+    1u64.checked_shl(position).unwrap_or(0)
+}
+
+/// Decodes, translates and stores frames under the naming scheme `S`.
+/// Clones share the store and counters, so that several connections can
+/// each have their own.
 #[derive(Debug, Clone)]
-pub struct Ingest {
-    scheme: NativeScheme,
+pub struct Ingest<S = NativeScheme> {
+    scheme: S,
     store: Arc<SeriesStore>,
     telemetry: Telemetry,
     counters: Counters,
@@ -179,9 +192,9 @@ pub struct Ingest {
     hasher: foldhash::fast::RandomState,
 }
 
-impl Ingest {
+impl<S: NamingScheme> Ingest<S> {
     /// Ingests into `store` under `scheme`.
-    pub fn new(scheme: NativeScheme, store: Arc<SeriesStore>, telemetry: Telemetry) -> Self {
+    pub fn new(scheme: S, store: Arc<SeriesStore>, telemetry: Telemetry) -> Self {
         let counters = Counters::new(&telemetry);
         Self {
             scheme,
@@ -236,7 +249,7 @@ impl Ingest {
         let (scheme, store, known) = (&self.scheme, &self.store, &mut self.known);
         let mut hash = None;
         // Updates whose series has expired since, by position.
-        let mut stale = 0u8;
+        let mut stale = 0u64;
         if rememberable {
             known.follow(store.generation());
             scheme.identity(&wire, &mut known.identity);
@@ -251,7 +264,7 @@ impl Ingest {
                         .next()
                         .is_some_and(|handle| store.apply_known(handle, value, now));
                     if !applied {
-                        stale |= 1 << position;
+                        stale |= bit(position);
                     }
                     position += 1;
                 });
@@ -273,7 +286,7 @@ impl Ingest {
             // Counted already: only the updates whose series went are left.
             let mut position = 0;
             scheme.translate_each(&envelope, |update| {
-                if stale & (1 << position) != 0 {
+                if stale & bit(position) != 0 {
                     store.apply_cached(&update, now, families);
                 }
                 position += 1;
@@ -302,7 +315,7 @@ impl Ingest {
                 Err(_) => complete = false,
             }
         });
-        if complete && !series.is_empty() {
+        if complete && !series.is_empty() && series.len() <= REMEMBERED_UPDATES_MAX {
             known.insert(hash, series);
         }
         Ok(())
@@ -355,6 +368,7 @@ mod tests {
     use crate::envelope::events::{ContainerMetric, CounterEvent, ValueMetric};
     use crate::envelope::vectors::tag_field;
     use crate::envelope::{Envelope, with_checked};
+    use crate::naming::{LabelSet, MetricKind, Update, Value};
     use prost::Message;
 
     /// One tag as a map entry on the wire, to be appended to a frame.
@@ -531,6 +545,99 @@ mod tests {
             prop_assert_eq!(received_total, received);
             prop_assert_eq!(ingest.counters.decode_errors.get(), malformed);
         });
+    }
+
+    /// A scheme that makes [`MANY`] gauges of each value metric, to try
+    /// envelopes that yield more updates than a byte has bits.
+    #[derive(Debug, Clone, Default)]
+    struct Many;
+
+    const MANY: usize = 12;
+
+    const MANY_NAMES: [&str; MANY] = [
+        "m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9", "m10", "m11",
+    ];
+
+    impl NamingScheme for Many {
+        fn translate_each(&self, envelope: &EnvelopeRef<'_>, mut apply: impl FnMut(Update<'_>)) {
+            let Payload::Value { name, value, .. } = envelope.payload else {
+                return;
+            };
+            let labels = LabelSet::from_sorted(Vec::new());
+            for (i, family) in MANY_NAMES.iter().enumerate() {
+                apply(Update {
+                    family,
+                    kind: MetricKind::Gauge,
+                    original: name,
+                    labels: &labels,
+                    value: Value::Set(value + i as f64),
+                });
+            }
+        }
+
+        fn values_each(&self, fields: &Fields<'_>, mut apply: impl FnMut(Value)) {
+            if let Payload::Value { value, .. } = fields.payload {
+                (0..MANY).for_each(|i| apply(Value::Set(value + i as f64)));
+            }
+        }
+
+        fn identity(&self, envelope: &WireEnvelope<'_>, out: &mut Vec<u8>) {
+            NativeScheme::default().identity(envelope, out);
+        }
+    }
+
+    /// An envelope of more than eight updates is remembered, and when all
+    /// its series went while it was known, every one is created again.
+    #[test]
+    fn an_envelope_may_yield_more_updates_than_a_byte_has_bits() {
+        let telemetry = Telemetry::new();
+        let store = Arc::new(SeriesStore::new(
+            Duration::from_secs(600),
+            telemetry.clone(),
+        ));
+        let mut ingest = Ingest::new(Many, store.clone(), telemetry);
+        let frame = |value: f64| {
+            Envelope {
+                origin: "o".into(),
+                event_type: 6,
+                value_metric: Some(ValueMetric {
+                    name: "v".into(),
+                    value,
+                    unit: String::new(),
+                }),
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
+        let values = |store: &SeriesStore| -> Vec<(String, f64)> {
+            store
+                .snapshot()
+                .iter()
+                .map(|f| (f.name.to_string(), f.series[0].1))
+                .collect()
+        };
+        let expected = |base: f64| -> Vec<(String, f64)> {
+            let mut all: Vec<_> = (0..MANY)
+                .map(|i| (MANY_NAMES[i].to_string(), base + i as f64))
+                .collect();
+            all.sort_by(|a, b| a.0.cmp(&b.0));
+            all
+        };
+        let start = tokio::time::Instant::now();
+        ingest.frame(&frame(1.0), start);
+        assert_eq!(ingest.known.entries.len(), 1, "remembered");
+        ingest.frame(&frame(10.0), start);
+        assert_eq!(values(&store), expected(10.0));
+        // Every series goes while the task still holds the generation.
+        let later = start + Duration::from_secs(601);
+        assert_eq!(store.sweep(later), MANY);
+        ingest.known.generation = store.generation();
+        ingest.frame(&frame(20.0), later);
+        assert_eq!(store.len(), MANY);
+        assert_eq!(values(&store), expected(20.0));
+        ingest.frame(&frame(30.0), later);
+        assert_eq!(values(&store), expected(30.0));
+        assert_eq!(ingest.known.entries.len(), 1, "remembered again");
     }
 
     /// A counter whose series expired while its envelope was known starts a

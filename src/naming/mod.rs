@@ -7,6 +7,45 @@ use std::borrow::Cow;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::LazyLock;
 
+use prost::Message;
+
+use crate::envelope::{self, Envelope, EnvelopeRef, Fields, WireEnvelope};
+
+/// How envelopes become series updates: what ingestion calls, whichever
+/// scheme is active. An envelope yields any number of updates, always the
+/// same number in the same order for the same identity.
+pub trait NamingScheme: std::fmt::Debug + Clone + Send + Sync + 'static {
+    /// Calls `apply` with each update `envelope` yields, borrowing from the
+    /// envelope. The tags are sorted, one per key, as
+    /// [`envelope::with_checked`] and [`envelope::WireEnvelope::sorted`] give
+    /// them.
+    fn translate_each(&self, envelope: &EnvelopeRef<'_>, apply: impl FnMut(Update<'_>));
+
+    /// The values of the updates [`NamingScheme::translate_each`] yields for
+    /// an envelope with these `fields`, in the same order, without their
+    /// names and labels.
+    fn values_each(&self, fields: &Fields<'_>, value: impl FnMut(Value));
+
+    /// Writes to `out` everything of `envelope` that the names and label
+    /// sets of its updates depend on, and nothing else: two envelopes with
+    /// the same identity yield updates for the same series, in the same order.
+    fn identity(&self, envelope: &WireEnvelope<'_>, out: &mut Vec<u8>);
+
+    /// Appends the updates an owned envelope yields to `out`, as owned
+    /// copies, by way of its wire form: for tools and tests. An envelope
+    /// that would be rejected on the wire yields nothing. Returns how many
+    /// updates were appended.
+    fn translate(&self, envelope: &Envelope, out: &mut Vec<SeriesUpdate>) -> usize {
+        let before = out.len();
+        envelope::with_checked(&envelope.encode_to_vec(), |checked| {
+            if let Ok(checked) = checked {
+                self.translate_each(&checked, |update| out.push(update.to_owned()));
+            }
+        });
+        out.len() - before
+    }
+}
+
 /// A sorted list of unique label pairs; the identity of a series within its family.
 pub type Labels = Vec<(String, String)>;
 

@@ -4,10 +4,8 @@
 
 use std::borrow::Cow;
 
-use prost::Message;
-
-use super::{LabelSet, MetricKind, SeriesUpdate, Update, Value};
-use crate::envelope::{self, Envelope, EnvelopeRef, Fields, Payload, WireEnvelope, by_key};
+use super::{LabelSet, MetricKind, NamingScheme, Update, Value};
+use crate::envelope::{EnvelopeRef, Fields, Payload, WireEnvelope, by_key};
 
 /// Translates envelopes under the native scheme.
 #[derive(Debug, Clone, Default)]
@@ -31,27 +29,15 @@ impl NativeScheme {
         self.drop_tags = keys.into_iter().collect();
         self
     }
+}
 
-    /// Appends the updates an owned envelope yields to `out`, as owned
-    /// copies, by way of its wire form: for tools and tests. An envelope
-    /// that would be rejected on the wire yields nothing. Returns how many
-    /// updates were appended.
-    pub fn translate(&self, envelope: &Envelope, out: &mut Vec<SeriesUpdate>) -> usize {
-        let before = out.len();
-        envelope::with_checked(&envelope.encode_to_vec(), |checked| {
-            if let Ok(checked) = checked {
-                self.translate_each(&checked, |update| out.push(update.to_owned()));
-            }
-        });
-        out.len() - before
-    }
-
+impl NamingScheme for NativeScheme {
     /// Calls `apply` with each update `envelope` yields, borrowing from the
     /// envelope. Envelopes that carry no metric (logs, HTTP events, errors)
     /// yield nothing. The label set is built and hashed once per envelope.
     /// The tags must be sorted, one per key, as [`envelope::with_checked`]
     /// and [`envelope::WireEnvelope::sorted`] give them.
-    pub fn translate_each(&self, envelope: &EnvelopeRef<'_>, mut apply: impl FnMut(Update<'_>)) {
+    fn translate_each(&self, envelope: &EnvelopeRef<'_>, mut apply: impl FnMut(Update<'_>)) {
         debug_assert!(
             envelope.tags.windows(2).all(|w| w[0].0 < w[1].0),
             "tags sorted, one per key"
@@ -128,10 +114,10 @@ impl NativeScheme {
         }
     }
 
-    /// The values of the updates [`NativeScheme::translate_each`] yields for
+    /// The values of the updates [`NamingScheme::translate_each`] yields for
     /// `envelope`, in the same order, without their names and labels: what
     /// an envelope carries besides its identity.
-    pub fn values_each(&self, fields: &Fields<'_>, mut value: impl FnMut(Value)) {
+    fn values_each(&self, fields: &Fields<'_>, mut value: impl FnMut(Value)) {
         match fields.payload {
             Payload::Value { name, value: v, .. } => {
                 if !name.is_empty() {
@@ -159,7 +145,7 @@ impl NativeScheme {
     /// same identity yield updates for the same series, in the same order.
     /// Tags are taken as they come, encoded: the same tags in another order,
     /// or a key sent twice, give another identity (for the same series).
-    pub fn identity(&self, envelope: &WireEnvelope<'_>, out: &mut Vec<u8>) {
+    fn identity(&self, envelope: &WireEnvelope<'_>, out: &mut Vec<u8>) {
         fn put(out: &mut Vec<u8>, bytes: &[u8]) {
             out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
             out.extend_from_slice(bytes);
@@ -199,7 +185,9 @@ impl NativeScheme {
             put(out, entry);
         }
     }
+}
 
+impl NativeScheme {
     /// The labels the exporter sets on a series of `e`, sorted by name, with
     /// the empty ones left out.
     fn exporter_labels<'l>(
@@ -395,7 +383,10 @@ fn sanitize(name: &str) -> Option<Cow<'_, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::{ContainerMetric, CounterEvent, ValueMetric, decode, vectors};
+    use crate::envelope;
+    use crate::envelope::{ContainerMetric, CounterEvent, Envelope, ValueMetric, decode, vectors};
+    use crate::naming::SeriesUpdate;
+    use prost::Message;
 
     fn labels(pairs: &[(&str, &str)]) -> crate::naming::Labels {
         pairs
