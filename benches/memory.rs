@@ -72,6 +72,7 @@ fn main() {
                         labels.clone()
                     },
                     value: Value::Set(instance as f64),
+                    buckets: Vec::new(),
                 },
                 now,
             );

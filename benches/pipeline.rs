@@ -129,6 +129,7 @@ fn store_of(n: usize) -> Exposition {
                     ),
                 ],
                 value: Value::Set(i as f64 * 1.5),
+                buckets: Vec::new(),
             },
             now,
         );

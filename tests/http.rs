@@ -188,6 +188,7 @@ async fn overlapping_scrapes_share_one_encoding() {
                 original: "filler".into(),
                 labels: vec![("i".into(), i.to_string())],
                 value: cf_firehose_exporter::naming::Value::Set(1.0),
+                buckets: Vec::new(),
             },
             now,
         );

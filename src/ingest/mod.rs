@@ -571,6 +571,7 @@ mod tests {
                     original: name,
                     labels: &labels,
                     value: Value::Set(value + i as f64),
+                    buckets: &[],
                 });
             }
         }

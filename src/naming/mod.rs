@@ -124,7 +124,7 @@ impl<'a> LabelSet<'a> {
 pub struct Update<'a> {
     /// The family name: sanitized, and for counters without `_total`.
     pub family: &'a str,
-    /// Gauge or counter.
+    /// Gauge, counter or histogram.
     pub kind: MetricKind,
     /// The name as the platform emitted it, for the HELP text.
     pub original: &'a str,
@@ -132,6 +132,9 @@ pub struct Update<'a> {
     pub labels: &'a LabelSet<'a>,
     /// The new value.
     pub value: Value,
+    /// A histogram's bucket bounds, ascending, without `+Inf`; taken when
+    /// its family is created. Empty for gauges and counters.
+    pub buckets: &'a [f64],
 }
 
 impl Update<'_> {
@@ -153,6 +156,7 @@ impl Update<'_> {
             original: self.original.to_owned(),
             labels: self.labels.to_labels(),
             value: self.value,
+            buckets: self.buckets.to_vec(),
         }
     }
 }
@@ -164,6 +168,9 @@ pub enum MetricKind {
     Gauge,
     /// Cumulative; exposed as `<family>_total`.
     Counter,
+    /// Observations counted in cumulative buckets, with their sum and
+    /// count: `<family>_bucket{le}`, `<family>_sum`, `<family>_count`.
+    Histogram,
 }
 
 impl MetricKind {
@@ -172,6 +179,18 @@ impl MetricKind {
         match self {
             MetricKind::Gauge => "gauge",
             MetricKind::Counter => "counter",
+            MetricKind::Histogram => "histogram",
+        }
+    }
+
+    /// What a family of this kind adds to its name for the names it takes:
+    /// its samples' and those OpenMetrics reserves for it (`_created`),
+    /// which no other family may have.
+    pub fn suffixes(self) -> &'static [&'static str] {
+        match self {
+            MetricKind::Gauge => &[""],
+            MetricKind::Counter => &["", "_total", "_created"],
+            MetricKind::Histogram => &["", "_bucket", "_count", "_sum", "_created"],
         }
     }
 
@@ -180,10 +199,12 @@ impl MetricKind {
         format!("Cloud Foundry {} '{}'", self.as_str(), original)
     }
 
-    /// The name under which the samples of family `family` are exposed.
+    /// The name under which the samples of family `family` are exposed:
+    /// for a histogram, the family's (its samples add `_bucket`, `_sum` and
+    /// `_count`).
     pub fn sample_name(self, family: &str) -> Cow<'_, str> {
         match self {
-            MetricKind::Gauge => Cow::Borrowed(family),
+            MetricKind::Gauge | MetricKind::Histogram => Cow::Borrowed(family),
             MetricKind::Counter => Cow::Owned(format!("{family}_total")),
         }
     }
@@ -196,6 +217,8 @@ pub enum Value {
     Set(f64),
     /// Add to the value (a counter event that carries only a delta).
     Add(f64),
+    /// Count one observation in a histogram.
+    Observe(f64),
 }
 
 /// One series update produced by translation.
@@ -203,7 +226,7 @@ pub enum Value {
 pub struct SeriesUpdate {
     /// The family name: sanitized, and for counters without the `_total` suffix.
     pub family: String,
-    /// Gauge or counter.
+    /// Gauge, counter or histogram.
     pub kind: MetricKind,
     /// The name as the platform emitted it, for the HELP text.
     pub original: String,
@@ -211,6 +234,8 @@ pub struct SeriesUpdate {
     pub labels: Labels,
     /// The new value.
     pub value: Value,
+    /// A histogram's bucket bounds (see [`Update::buckets`]); empty otherwise.
+    pub buckets: Vec<f64>,
 }
 
 impl SeriesUpdate {

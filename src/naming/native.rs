@@ -54,6 +54,7 @@ impl NamingScheme for NativeScheme {
                     original: name,
                     labels: &labels,
                     value: Value::Set(value),
+                    buckets: &[],
                 });
             }
             Payload::Counter { name, delta, total } => {
@@ -71,6 +72,7 @@ impl NamingScheme for NativeScheme {
                     original: name,
                     labels: &labels,
                     value: counter_value(delta, total),
+                    buckets: &[],
                 });
             }
             Payload::Container {
@@ -107,6 +109,7 @@ impl NamingScheme for NativeScheme {
                             &labels
                         },
                         value: Value::Set(value),
+                        buckets: &[],
                     });
                 }
             }
@@ -446,6 +449,7 @@ mod tests {
                     ("unit", "count"),
                 ]),
                 value: Value::Set(4.0),
+                buckets: Vec::new(),
             }]
         );
         assert_eq!(out[0].help(), "Cloud Foundry gauge 'numCPUS'");

@@ -13,7 +13,7 @@ impl SeriesStore {
         let mut removed = 0;
         self.series.retain(|_, bucket| {
             bucket.retain(|series| {
-                let keep = u64::from(now.saturating_sub(series.updated)) <= expiration;
+                let keep = u64::from(now.saturating_sub(series.reading.updated())) <= expiration;
                 removed += usize::from(!keep);
                 keep
             })

@@ -23,16 +23,19 @@ use crate::telemetry::{PREFIX, Telemetry};
 mod expiry;
 mod family;
 mod handle;
+mod histogram;
 mod intern;
 mod limits;
 mod snapshot;
 
 pub use family::FamilyCache;
-use family::{FAMILY_CACHE_MAX, FamilyMeta};
+use family::{FAMILY_CACHE_MAX, FamilyMeta, FamilyRef};
 pub use handle::SeriesHandle;
+use histogram::Histogram;
+pub use histogram::{Bounds, HistogramSnapshot};
 pub use intern::{StoredLabels, Text};
 pub use limits::{SeriesLimits, bounded};
-pub use snapshot::FamilySnapshot;
+pub use snapshot::{FamilySnapshot, Sample, SampleValue, SnapshotVisitor, visit};
 
 /// Shards of the series map. Few enough that their locks and the tables'
 /// control bytes stay in the cache of a core that updates series, which
@@ -62,23 +65,79 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// One series: 40 bytes besides its shared family name and label set.
+/// One series: 40 bytes besides its shared family name and label set (a
+/// histogram's buckets live behind a pointer).
 #[derive(Debug, Clone)]
 struct Series {
     family: Text,
     labels: StoredLabels,
-    value: f64,
-    /// Whole seconds since the store's epoch: expiry needs no finer time.
-    updated: u32,
+    reading: Reading,
+}
+
+/// A series' value and the time of its last update, in whole seconds since
+/// the store's epoch (expiry needs no finer time). The time is in each
+/// variant so that it shares the tag's word.
+#[derive(Debug, Clone)]
+enum Reading {
+    /// A gauge's or a counter's value.
+    Number { value: f64, updated: u32 },
+    /// A histogram's buckets, sum and count.
+    Histogram { value: Box<Histogram>, updated: u32 },
+}
+
+const _: () = assert!(std::mem::size_of::<Series>() == 40);
+
+impl Reading {
+    /// The first reading of a series of `kind` with `bounds` (histograms).
+    fn new(kind: MetricKind, bounds: &Bounds, value: Value, now: u32) -> Self {
+        let mut reading = match kind {
+            MetricKind::Gauge | MetricKind::Counter => Reading::Number {
+                value: 0.0,
+                updated: now,
+            },
+            MetricKind::Histogram => Reading::Histogram {
+                value: Box::new(Histogram::new(bounds.clone())),
+                updated: now,
+            },
+        };
+        reading.set(value, now);
+        reading
+    }
+
+    /// Applies `value`. A value that does not fit the reading (an
+    /// observation for a gauge, say) changes nothing but the time: the
+    /// family's kind was checked, and a scheme yields values of its kind.
+    fn set(&mut self, value: Value, now: u32) {
+        match (self, value) {
+            (Reading::Number { value: v, updated }, Value::Set(new)) => {
+                *v = new;
+                *updated = now;
+            }
+            (Reading::Number { value: v, updated }, Value::Add(delta)) => {
+                *v += delta;
+                *updated = now;
+            }
+            (Reading::Histogram { value: h, updated }, Value::Observe(observed)) => {
+                h.observe(observed);
+                *updated = now;
+            }
+            (Reading::Number { updated, .. } | Reading::Histogram { updated, .. }, _) => {
+                debug_assert!(false, "a value that does not fit its series: {value:?}");
+                *updated = now;
+            }
+        }
+    }
+
+    fn updated(&self) -> u32 {
+        match self {
+            Reading::Number { updated, .. } | Reading::Histogram { updated, .. } => *updated,
+        }
+    }
 }
 
 impl Series {
     fn set(&mut self, value: Value, now: u32) {
-        self.value = match value {
-            Value::Set(v) => v,
-            Value::Add(d) => self.value + d,
-        };
-        self.updated = now;
+        self.reading.set(value, now);
     }
 
     fn is(&self, family: &str, labels: &LabelSet<'_>) -> bool {
@@ -303,6 +362,7 @@ impl SeriesStore {
             original: &update.original,
             labels: &labels,
             value: update.value,
+            buckets: &update.buckets,
         };
         self.apply_cached(&update, now, &mut FamilyCache::default())
     }
@@ -404,6 +464,11 @@ impl SeriesStore {
         if self.labels_over_limit(update) {
             return (Applied::OverLimit, None);
         }
+        if update.kind == MetricKind::Histogram && update.labels.iter().any(|(k, _)| k == "le") {
+            // Its buckets' own label would be there twice.
+            self.conflict(update, "a histogram's series cannot have a label le");
+            return (Applied::Conflict, None);
+        }
         let Some(family) = self.family(update) else {
             return (Applied::Conflict, None);
         };
@@ -442,16 +507,12 @@ impl SeriesStore {
         u32::try_from(at.saturating_duration_since(self.epoch).as_secs()).unwrap_or(u32::MAX)
     }
 
-    fn new_series(&self, family: Text, update: &Update<'_>, now: u32) -> Series {
+    fn new_series(&self, family: FamilyRef, update: &Update<'_>, now: u32) -> Series {
         let labels = self.intern_labels(update.labels);
-        let value = match update.value {
-            Value::Set(v) | Value::Add(v) => v,
-        };
         Series {
-            family,
+            reading: Reading::new(update.kind, &family.bounds, update.value, now),
+            family: family.text,
             labels,
-            value,
-            updated: now,
         }
     }
 
@@ -497,6 +558,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             value,
+            buckets: Vec::new(),
         }
     }
 
@@ -675,6 +737,129 @@ mod tests {
         );
     }
 
+    fn observe(family: &str, labels: &[(&str, &str)], buckets: &[f64], v: f64) -> SeriesUpdate {
+        SeriesUpdate {
+            buckets: buckets.to_vec(),
+            ..update(family, MetricKind::Histogram, labels, Value::Observe(v))
+        }
+    }
+
+    /// A histogram series' buckets, sum and count.
+    type Observed = (Vec<(f64, u64)>, f64, u64);
+
+    /// The buckets, sum and count of each histogram series of `family`.
+    fn histograms(s: &SeriesStore, family: &str) -> Vec<Observed> {
+        let snap = s.snapshot();
+        let family = snap.iter().find(|f| &*f.name == family).expect("family");
+        assert_eq!(family.kind, MetricKind::Histogram);
+        assert!(family.series.is_empty());
+        family
+            .histograms
+            .iter()
+            .map(|(_, h)| (h.buckets().collect(), h.sum, h.count))
+            .collect()
+    }
+
+    #[test]
+    fn histogram_series_count_observations_in_their_familys_buckets() {
+        let t = Telemetry::new();
+        let s = SeriesStore::new(Duration::from_secs(600), t.clone());
+        let now = Instant::now();
+        let bounds = [1.0, 0.1, 10.0];
+        let a = [("app", "a")];
+        assert_eq!(
+            s.apply(observe("lat", &a, &bounds, 0.05), now),
+            Applied::Created
+        );
+        for v in [0.5, 2.0, 0.1] {
+            assert_eq!(
+                s.apply(observe("lat", &a, &bounds, v), now),
+                Applied::Updated
+            );
+        }
+        // Later updates keep the family's buckets, whatever they bring.
+        s.apply(observe("lat", &[("app", "b")], &[5.0], 20.0), now);
+        let inf = f64::INFINITY;
+        assert_eq!(
+            histograms(&s, "lat"),
+            vec![
+                (vec![(0.1, 2), (1.0, 3), (10.0, 4), (inf, 4)], 2.65, 4),
+                (vec![(0.1, 0), (1.0, 0), (10.0, 0), (inf, 1)], 20.0, 1),
+            ]
+        );
+        assert_eq!(s.len(), 2);
+        // Expiry treats them like any series.
+        assert_eq!(s.sweep(now + Duration::from_secs(601)), 2);
+        assert!(s.snapshot().is_empty());
+    }
+
+    #[test]
+    fn a_known_histogram_series_takes_observations_by_its_handle() {
+        let s = store();
+        let now = Instant::now();
+        let u = observe("lat", &[], &[1.0], 0.5);
+        let labels = LabelSet::from_labels(&u.labels);
+        let update = Update {
+            family: &u.family,
+            kind: u.kind,
+            original: &u.original,
+            labels: &labels,
+            value: u.value,
+            buckets: &u.buckets,
+        };
+        let mut handle = s
+            .apply_tracked(&update, now, &mut FamilyCache::default())
+            .expect("created");
+        assert!(s.apply_known(&mut handle, Value::Observe(3.0), now));
+        let inf = f64::INFINITY;
+        assert_eq!(
+            histograms(&s, "lat"),
+            vec![(vec![(1.0, 1), (inf, 2)], 3.5, 2)]
+        );
+    }
+
+    #[test]
+    fn histograms_clash_with_the_names_their_samples_take() {
+        let t = Telemetry::new();
+        let s = SeriesStore::new(Duration::from_secs(600), t.clone());
+        let now = Instant::now();
+        let counter = |name: &str| update(name, MetricKind::Counter, &[], Value::Set(1.0));
+        assert_eq!(
+            s.apply(observe("h", &[], &[1.0], 1.0), now),
+            Applied::Created
+        );
+        // A gauge of the same name, and one named like each of its samples.
+        for name in ["h", "h_bucket", "h_sum", "h_count", "h_created"] {
+            assert_eq!(
+                s.apply(gauge(name, &[], 1.0), now),
+                Applied::Conflict,
+                "{name}"
+            );
+        }
+        // A counter h_bucket would write h_bucket_total, but takes h_bucket.
+        assert_eq!(s.apply(counter("h_bucket"), now), Applied::Conflict);
+        // The other way round: a histogram beside a gauge or a counter.
+        s.apply(gauge("g", &[], 1.0), now);
+        s.apply(gauge("m_sum", &[], 1.0), now);
+        s.apply(counter("c_count"), now);
+        s.apply(counter("k"), now);
+        for name in ["g", "m", "c", "k_total", "k"] {
+            assert_eq!(
+                s.apply(observe(name, &[], &[1.0], 1.0), now),
+                Applied::Conflict,
+                "{name}"
+            );
+        }
+        // Its own label le would be there twice.
+        assert_eq!(
+            s.apply(observe("other", &[("le", "1")], &[1.0], 1.0), now),
+            Applied::Conflict
+        );
+        assert_eq!(t.series_rejected("conflict").get(), 12);
+        let names: Vec<_> = s.snapshot().iter().map(|f| f.name.to_string()).collect();
+        assert_eq!(names, ["c_count", "g", "h", "k", "m_sum"]);
+    }
+
     #[test]
     fn a_task_cache_follows_families_being_forgotten_and_kinds_are_still_checked() {
         let t = Telemetry::new();
@@ -689,6 +874,7 @@ mod tests {
                 original: &u.original,
                 labels: &labels,
                 value: u.value,
+                buckets: &u.buckets,
             };
             s.apply_cached(&update, at, cache)
         };

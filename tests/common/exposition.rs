@@ -220,18 +220,27 @@ fn parse_with(body: &str, openmetrics: bool) -> Result<Exposition, String> {
             if parts.next().is_some() {
                 return Err(fail("trailing text".into()));
             }
-            // In OpenMetrics a counter's samples carry a suffix its family lacks.
+            // In OpenMetrics a counter's samples carry a suffix its family
+            // lacks; in both formats a histogram's do.
+            let typed = |stem: &str| out.types.get(stem).map(String::as_str);
             let family = match name.strip_suffix("_total") {
-                Some(stem)
-                    if openmetrics
-                        && out.types.get(stem).map(String::as_str) == Some("counter") =>
-                {
-                    stem
-                }
-                _ => name,
+                Some(stem) if openmetrics && typed(stem) == Some("counter") => stem,
+                _ => HISTOGRAM_SUFFIXES
+                    .iter()
+                    .find_map(|suffix| {
+                        name.strip_suffix(suffix)
+                            .filter(|stem| typed(stem) == Some("histogram"))
+                    })
+                    .unwrap_or(name),
             };
-            if openmetrics && out.types.get(name).map(String::as_str) == Some("counter") {
+            if openmetrics && typed(name) == Some("counter") {
                 return Err(fail(format!("counter sample {name} without _total")));
+            }
+            if typed(name) == Some("histogram") {
+                return Err(fail(format!("histogram sample {name} without a suffix")));
+            }
+            if name.ends_with("_bucket") && family != name && !labels.contains_key("le") {
+                return Err(fail("bucket without le".into()));
             }
             enter(family, &mut current).map_err(fail)?;
             let key = (name.to_owned(), labels.clone().into_iter().collect());
@@ -245,7 +254,68 @@ fn parse_with(body: &str, openmetrics: bool) -> Result<Exposition, String> {
             });
         }
     }
+    check_histograms(&out)?;
     Ok(out)
+}
+
+/// What a histogram family's samples add to its name.
+const HISTOGRAM_SUFFIXES: [&str; 4] = ["_bucket", "_sum", "_count", "_created"];
+
+/// Every series of a histogram family has buckets with ascending `le`
+/// ending in `+Inf`, cumulative counts, a `_sum`, and a `_count` equal to
+/// the `+Inf` bucket.
+fn check_histograms(out: &Exposition) -> Result<(), String> {
+    type Series = (String, Vec<(String, String)>);
+    let mut buckets: BTreeMap<Series, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut sums: HashSet<Series> = HashSet::new();
+    let mut counts: HashMap<Series, f64> = HashMap::new();
+    for (family, _) in out.types.iter().filter(|(_, kind)| *kind == "histogram") {
+        for sample in &out.samples {
+            let Some(suffix) = sample.name.strip_prefix(family.as_str()) else {
+                continue;
+            };
+            let mut labels = sample.labels.clone();
+            let le = labels.remove("le");
+            let key = (family.clone(), labels.into_iter().collect());
+            match suffix {
+                "_bucket" => {
+                    let le = le.ok_or("bucket without le")?;
+                    let le = parse_value(&le).map_err(|e| format!("{family}: le {e}"))?;
+                    buckets.entry(key).or_default().push((le, sample.value));
+                }
+                "_sum" => {
+                    sums.insert(key);
+                }
+                "_count" => {
+                    counts.insert(key, sample.value);
+                }
+                _ => {}
+            }
+        }
+    }
+    for (key, series) in &buckets {
+        let what = format!("histogram {} {:?}", key.0, key.1);
+        if series.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(format!("{what}: le not ascending"));
+        }
+        if series.windows(2).any(|w| w[0].1 > w[1].1) {
+            return Err(format!("{what}: buckets not cumulative"));
+        }
+        let &(last_le, last) = series.last().expect("one bucket at least");
+        if last_le != f64::INFINITY {
+            return Err(format!("{what}: no +Inf bucket"));
+        }
+        if !sums.contains(key) {
+            return Err(format!("{what}: no _sum"));
+        }
+        if counts.get(key) != Some(&last) {
+            return Err(format!("{what}: _count is not the +Inf bucket"));
+        }
+    }
+    if let Some(key) = counts.keys().find(|key| !buckets.contains_key(*key)) {
+        return Err(format!("histogram {} {:?}: no buckets", key.0, key.1));
+    }
+    Ok(())
 }
 
 #[test]
@@ -285,5 +355,30 @@ fn the_parser_rejects_what_it_must() {
             parse_openmetrics(bad).is_err(),
             "{bad:?} should be rejected"
         );
+    }
+    let histogram = "# TYPE h histogram\nh_bucket{a=\"x\",le=\"1.0\"} 1\n\
+                     h_bucket{a=\"x\",le=\"+Inf\"} 2\nh_sum{a=\"x\"} 3.5\nh_count{a=\"x\"} 2\n";
+    let parsed = parse(histogram).unwrap();
+    assert_eq!(parsed.value("h_bucket", &[("le", "1.0")]), Some(1.0));
+    assert!(parse_openmetrics(&format!("{histogram}# EOF\n")).is_ok());
+    for bad in [
+        // No +Inf bucket.
+        "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n",
+        // Not cumulative.
+        "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n",
+        // Not ascending.
+        "# TYPE h histogram\nh_bucket{le=\"2\"} 1\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n",
+        // _count is not +Inf's.
+        "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 1\n",
+        // No _sum.
+        "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_count 1\n",
+        // No le.
+        "# TYPE h histogram\nh_bucket 1\nh_sum 1\nh_count 1\n",
+        // A sample named as the family.
+        "# TYPE h histogram\nh 1\n",
+        // Interleaved with another family.
+        "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\ng 1\nh_sum 1\nh_count 1\n",
+    ] {
+        assert!(parse(bad).is_err(), "{bad:?} should be rejected");
     }
 }

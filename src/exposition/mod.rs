@@ -10,9 +10,10 @@ use std::time::Instant;
 
 use prometheus_client::registry::Registry;
 
-use crate::naming::MetricKind;
-use crate::store::{FamilySnapshot, SeriesStore};
+use crate::store::SeriesStore;
 use crate::telemetry::Telemetry;
+
+mod text;
 
 /// The Content-Type of the Prometheus text format 0.0.4.
 pub const TEXT_CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -117,7 +118,7 @@ impl Exposition {
         // less than the series it shows (an envelope is counted before it
         // is stored).
         let families = self.store.snapshot();
-        write_families(&mut body, &families, format);
+        text::write(&mut body, &families, format);
         drop(families);
         let written = match format {
             Format::PrometheusText => {
@@ -141,262 +142,11 @@ impl Exposition {
     }
 }
 
-/// Writes the store's families as prometheus-client's encoder for `format`
-/// writes them.
-///
-/// Text 0.0.4 names a counter's HELP and TYPE by its `_total` sample name
-/// and escapes `\\` and newlines in HELP; OpenMetrics names them by the
-/// family and escapes `"` too. Label values escape `\\`, `"` and newlines in
-/// both. Values are the shortest decimal that reads back the same (`dtoa`);
-/// 0.0.4 writes the infinities `+Inf` and `-Inf`, OpenMetrics `inf` and
-/// `-inf`, and both write `NaN`.
-fn write_families(out: &mut String, families: &[FamilySnapshot], format: Format) {
-    let mut number = dtoa::Buffer::new();
-    for family in families {
-        let (suffix, kind) = match family.kind {
-            MetricKind::Gauge => ("", "gauge"),
-            MetricKind::Counter => ("_total", "counter"),
-        };
-        let described = match format {
-            Format::PrometheusText => suffix,
-            Format::OpenMetrics => "",
-        };
-        out.push_str("# HELP ");
-        out.push_str(&family.name);
-        out.push_str(described);
-        out.push(' ');
-        push_escaped(out, &family.help, format == Format::OpenMetrics);
-        out.push_str("\n# TYPE ");
-        out.push_str(&family.name);
-        out.push_str(described);
-        out.push(' ');
-        out.push_str(kind);
-        out.push('\n');
-        for (labels, value) in &family.series {
-            out.push_str(&family.name);
-            out.push_str(suffix);
-            for (i, (name, label_value)) in labels.iter().enumerate() {
-                out.push_str(if i == 0 { "{" } else { "," });
-                out.push_str(name);
-                out.push_str("=\"");
-                push_escaped(out, label_value, true);
-                out.push('"');
-            }
-            if !labels.is_empty() {
-                out.push('}');
-            }
-            out.push(' ');
-            match format {
-                Format::PrometheusText if !value.is_finite() => out.push_str(if value.is_nan() {
-                    "NaN"
-                } else if value.is_sign_positive() {
-                    "+Inf"
-                } else {
-                    "-Inf"
-                }),
-                Format::PrometheusText => out.push_str(number.format_finite(*value)),
-                Format::OpenMetrics => out.push_str(number.format(*value)),
-            }
-            out.push('\n');
-        }
-    }
-}
-
-/// Appends `text` with `\\` and newlines escaped, and `"` too if `quotes`.
-fn push_escaped(out: &mut String, text: &str, quotes: bool) {
-    let special = |b: u8| b == b'\\' || b == b'\n' || (quotes && b == b'"');
-    if !text.bytes().any(special) {
-        out.push_str(text);
-        return;
-    }
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '"' if quotes => out.push_str("\\\""),
-            c => out.push(c),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::naming::{SeriesUpdate, Value};
+    use crate::naming::{MetricKind, SeriesUpdate, Value};
     use std::time::Duration;
-
-    /// prometheus-client's own encoding of the store, which the hand-written
-    /// one must match byte for byte.
-    mod reference {
-        use std::sync::Arc;
-
-        use prometheus_client::collector::Collector;
-        use prometheus_client::encoding::{
-            DescriptorEncoder, EncodeLabel, EncodeLabelSet, LabelSetEncoder, NoLabelSet,
-        };
-        use prometheus_client::metrics::MetricType;
-        use prometheus_client::registry::Registry;
-
-        use crate::exposition::Format;
-        use crate::naming::MetricKind;
-        use crate::store::{SeriesStore, StoredLabels};
-
-        /// The store's series in `format`, as prometheus-client writes them.
-        pub fn encode(store: &Arc<SeriesStore>, format: Format) -> String {
-            let mut registry = Registry::default();
-            registry.register_collector(Box::new(StoreCollector {
-                store: store.clone(),
-                escape_help: format == Format::OpenMetrics,
-            }));
-            let mut body = String::new();
-            match format {
-                Format::PrometheusText => {
-                    prometheus_client::encoding::prometheus_text::encode(&mut body, &registry)
-                }
-                Format::OpenMetrics => {
-                    prometheus_client::encoding::text::encode_registry(&mut body, &registry)
-                }
-            }
-            .unwrap();
-            body
-        }
-
-        /// Presents the store to prometheus-client as families of gauges and counters.
-        #[derive(Debug)]
-        struct StoreCollector {
-            store: Arc<SeriesStore>,
-            /// Escape `\`, `"` and newlines in HELP, for an encoder that does not.
-            escape_help: bool,
-        }
-
-        /// A stored label set, as prometheus-client encodes one.
-        struct StoredLabelSet<'a>(&'a StoredLabels);
-
-        impl EncodeLabelSet for StoredLabelSet<'_> {
-            fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
-                for (name, value) in self.0.iter() {
-                    (name.as_ref(), value.as_ref()).encode(encoder.encode_label())?;
-                }
-                Ok(())
-            }
-        }
-
-        /// HELP text as OpenMetrics wants it.
-        fn escape_help(help: &str) -> std::borrow::Cow<'_, str> {
-            if !help.contains(['\\', '"', '\n']) {
-                return help.into();
-            }
-            help.replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n")
-                .into()
-        }
-
-        impl Collector for StoreCollector {
-            fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-                for family in self.store.snapshot() {
-                    let metric_type = match family.kind {
-                        MetricKind::Gauge => MetricType::Gauge,
-                        MetricKind::Counter => MetricType::Counter,
-                    };
-                    let help = if self.escape_help {
-                        escape_help(&family.help)
-                    } else {
-                        family.help.as_ref().into()
-                    };
-                    let mut metric =
-                        encoder.encode_descriptor(&family.name, &help, None, metric_type)?;
-                    for (labels, value) in &family.series {
-                        let labels = StoredLabelSet(labels);
-                        let mut sample = metric.encode_family(&labels)?;
-                        match family.kind {
-                            MetricKind::Gauge => sample.encode_gauge(value)?,
-                            MetricKind::Counter => {
-                                sample.encode_counter::<NoLabelSet, _, f64>(value, None)?
-                            }
-                        }
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// The hand-written series match prometheus-client's, byte for byte, in
-    /// both formats: over names, HELP texts and label values that need
-    /// escaping, empty label sets, both kinds, and every kind of float.
-    #[test]
-    fn series_are_written_as_prometheus_client_writes_them() {
-        use proptest::prelude::*;
-        let text = prop::sample::select(vec![
-            "a",
-            "cf",
-            "diego-cell",
-            "x\\y",
-            "say \"hi\"",
-            "two\nlines",
-            "é ü",
-            "",
-            "\\n",
-        ]);
-        let value = prop::sample::select(vec![
-            0.0,
-            -0.0,
-            1.0,
-            -1.0,
-            1.5,
-            1e6,
-            123456789.0,
-            1e21,
-            1e-7,
-            0.1,
-            f64::MAX,
-            f64::MIN_POSITIVE,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            f64::NAN,
-            4.0e15,
-            2.5e-300,
-        ]);
-        let names = prop::sample::select(vec!["cpu", "requests", "numCPUS", "m_1"]);
-        let help = prop::sample::select(vec!["plain", "back\\slash", "quote \" q", "new\nline"]);
-        let label_names = prop::sample::select(vec!["app", "origin", "zone", "unit"]);
-        let series = prop::collection::vec(
-            (
-                names,
-                any::<bool>(),
-                help,
-                prop::collection::btree_map(label_names, text, 0..4),
-                value,
-            ),
-            1..12,
-        );
-        proptest!(ProptestConfig::with_cases(500), |(series in series)| {
-            let telemetry = Telemetry::new();
-            let store = Arc::new(SeriesStore::new(Duration::from_secs(60), telemetry.clone()));
-            let now = tokio::time::Instant::now();
-            for (name, counter, help, labels, value) in series {
-                store.apply(
-                    SeriesUpdate {
-                        family: name.to_string(),
-                        kind: if counter { MetricKind::Counter } else { MetricKind::Gauge },
-                        original: help.to_string(),
-                        labels: labels
-                            .into_iter()
-                            .map(|(k, v)| (k.to_string(), v.to_string()))
-                            .collect(),
-                        value: Value::Set(value),
-                    },
-                    now,
-                );
-            }
-            for format in [Format::PrometheusText, Format::OpenMetrics] {
-                let mut ours = String::new();
-                write_families(&mut ours, &store.snapshot(), format);
-                prop_assert_eq!(&ours, &reference::encode(&store, format));
-            }
-        });
-    }
 
     /// A store with a counter, a gauge with a unit and a gauge whose name
     /// and label need escaping.
@@ -438,6 +188,7 @@ mod tests {
                         .map(|(k, v)| (k.into(), v.into()))
                         .collect(),
                     value: Value::Set(v),
+                    buckets: Vec::new(),
                 },
                 now,
             );
