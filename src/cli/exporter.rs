@@ -7,14 +7,17 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::parse::defaults;
 use super::parse::{
     parse_duration, parse_listen_address, parse_positive_duration, parse_size, parse_telemetry_path,
 };
 use crate::config::ConfigError;
+use crate::http::listener::Limits;
 use crate::secret::Secret;
 use crate::source::SourceConfig;
 use crate::source::firehose::firehose_url;
 use crate::source::uaa::token_url;
+use crate::store::SeriesLimits;
 
 /// Where and how to read the Firehose.
 #[derive(Debug, Clone, Args)]
@@ -247,7 +250,7 @@ pub struct CommonArgs {
     #[arg(
         long = "metrics.max-name-length",
         env = "FIREHOSE_EXPORTER_METRICS_MAX_NAME_LENGTH",
-        default_value_t = 1024,
+        default_value_t = SeriesLimits::DEFAULT.max_name_length as u32,
         value_parser = clap::value_parser!(u32).range(16..),
         allow_hyphen_values = true,
         value_name = "BYTES"
@@ -257,7 +260,7 @@ pub struct CommonArgs {
     #[arg(
         long = "metrics.max-label-value-length",
         env = "FIREHOSE_EXPORTER_METRICS_MAX_LABEL_VALUE_LENGTH",
-        default_value_t = 2048,
+        default_value_t = SeriesLimits::DEFAULT.max_label_value_length as u32,
         value_parser = clap::value_parser!(u32).range(16..),
         allow_hyphen_values = true,
         value_name = "BYTES"
@@ -267,7 +270,7 @@ pub struct CommonArgs {
     #[arg(
         long = "metrics.max-labels",
         env = "FIREHOSE_EXPORTER_METRICS_MAX_LABELS",
-        default_value_t = 64,
+        default_value_t = SeriesLimits::DEFAULT.max_labels as u32,
         value_parser = clap::value_parser!(u32).range(8..),
         allow_hyphen_values = true,
         value_name = "N"
@@ -331,7 +334,7 @@ pub struct CommonArgs {
     #[arg(
         long = "web.read-header-timeout",
         env = "FIREHOSE_EXPORTER_WEB_READ_HEADER_TIMEOUT",
-        default_value = "10s",
+        default_value = Limits::DEFAULT_HEADER_TIMEOUT,
         value_parser = parse_positive_duration,
         allow_hyphen_values = true,
         value_name = "DURATION"
@@ -341,7 +344,7 @@ pub struct CommonArgs {
     #[arg(
         long = "web.idle-timeout",
         env = "FIREHOSE_EXPORTER_WEB_IDLE_TIMEOUT",
-        default_value = "90s",
+        default_value = Limits::DEFAULT_IDLE_TIMEOUT,
         value_parser = parse_positive_duration,
         allow_hyphen_values = true,
         value_name = "DURATION"
@@ -352,7 +355,7 @@ pub struct CommonArgs {
     #[arg(
         long = "web.max-connections",
         env = "FIREHOSE_EXPORTER_WEB_MAX_CONNECTIONS",
-        default_value_t = 512,
+        default_value_t = Limits::DEFAULT_MAX_CONNECTIONS as u32,
         value_parser = clap::value_parser!(u32).range(1..),
         allow_hyphen_values = true,
         value_name = "N"
@@ -385,35 +388,9 @@ pub struct CommonArgs {
 }
 
 impl Default for CommonArgs {
-    /// Every flag at its default.
+    /// Every flag at its default, whatever the environment holds.
     fn default() -> Self {
-        Self {
-            expiration: Duration::from_secs(600),
-            environment: None,
-            filter_events: Vec::new(),
-            filter_deployments: Vec::new(),
-            filter_origins: Vec::new(),
-            filter_metric_names: None,
-            filter_metric_names_exclude: None,
-            drop_tags: Vec::new(),
-            max_series: 1_000_000,
-            max_name_length: 1024,
-            max_label_value_length: 2048,
-            max_labels: 64,
-            listen_address: SocketAddr::from(([0, 0, 0, 0], 9186)),
-            telemetry_path: "/metrics".into(),
-            web_config_file: None,
-            web_tls_cert_file: None,
-            web_tls_key_file: None,
-            web_auth_username: None,
-            web_auth_password: None,
-            read_header_timeout: Duration::from_secs(10),
-            web_idle_timeout: Duration::from_secs(90),
-            max_connections: 512,
-            disable_openmetrics: false,
-            log_level: "info".into(),
-            log_format: "logfmt".into(),
-        }
+        defaults()
     }
 }
 
@@ -431,9 +408,9 @@ impl CommonArgs {
     }
 
     /// Bounds on the bytes of one series.
-    pub fn series_limits(&self) -> crate::store::SeriesLimits {
+    pub fn series_limits(&self) -> SeriesLimits {
         let size = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
-        crate::store::SeriesLimits {
+        SeriesLimits {
             max_name_length: size(self.max_name_length),
             max_label_value_length: size(self.max_label_value_length),
             max_labels: size(self.max_labels),
@@ -442,8 +419,8 @@ impl CommonArgs {
 
     /// Timeouts and cap of the HTTP connections (the cap as given, before
     /// the open-files limit lowers it).
-    pub fn http_limits(&self) -> crate::http::listener::Limits {
-        crate::http::listener::Limits {
+    pub fn http_limits(&self) -> Limits {
+        Limits {
             header_timeout: self.read_header_timeout,
             idle_timeout: self.web_idle_timeout,
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),

@@ -2,7 +2,7 @@
 //! [`exporter`], their value parsers in [`parse`]. The simulator's own are
 //! in `sim::args`; the binary puts both together.
 
-pub mod exporter;
+pub(crate) mod exporter;
 pub mod parse;
 
 use clap::Parser;
@@ -136,6 +136,29 @@ mod tests {
         assert_eq!(cli.source.min_retry_delay, Duration::from_millis(500));
         let cli = parse(&["--doppler.metric-expiration", "1m30s"]).unwrap();
         assert_eq!(cli.common.expiration, Duration::from_secs(90));
+    }
+
+    /// Each default is declared once, in its `#[arg]`: the `Default` of
+    /// the flags, the store's limits and the listener's limits agree with it.
+    #[test]
+    fn every_default_is_the_declared_one() {
+        let declared = parse(&[]).unwrap().common;
+        let defaults = CommonArgs::default();
+        assert_eq!(format!("{defaults:?}"), format!("{declared:?}"));
+        assert_eq!(defaults.max_series, 1_000_000);
+        assert_eq!(defaults.log_format, "logfmt");
+        assert_eq!(
+            defaults.series_limits(),
+            crate::store::SeriesLimits::default()
+        );
+        assert_eq!(
+            defaults.http_limits(),
+            crate::http::listener::Limits::default()
+        );
+        assert_eq!(
+            crate::http::listener::Limits::default().idle_timeout,
+            Duration::from_secs(90)
+        );
     }
 
     #[test]

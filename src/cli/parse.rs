@@ -4,6 +4,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// `T` with every flag at the default its `#[arg]` declares, as if none
+/// were given and no variable set: the defaults are written once, there.
+pub fn defaults<T: clap::Args + clap::FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults").no_binary_name(true))
+        .mut_args(|arg| arg.env(None::<&'static str>));
+    let matches = command
+        .try_get_matches_from(std::iter::empty::<&str>())
+        .expect("the defaults satisfy the flags");
+    T::from_arg_matches(&matches).expect("the defaults satisfy the flags")
+}
+
 /// Parses a Go-style duration such as `500ms`, `10m` or `1h30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)

@@ -55,15 +55,23 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
+        let duration = |text| humantime::parse_duration(text).expect("a default that parses");
         Self {
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(90),
-            max_connections: 512,
+            header_timeout: duration(Self::DEFAULT_HEADER_TIMEOUT),
+            idle_timeout: duration(Self::DEFAULT_IDLE_TIMEOUT),
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
 
 impl Limits {
+    /// The default of `--web.read-header-timeout`.
+    pub const DEFAULT_HEADER_TIMEOUT: &str = "10s";
+    /// The default of `--web.idle-timeout`.
+    pub const DEFAULT_IDLE_TIMEOUT: &str = "90s";
+    /// The default of `--web.max-connections`.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
     /// These limits with the cap lowered to what `open_files` file
     /// descriptors allow, [`RESERVED_FDS`] kept back.
     pub fn within_open_files(mut self, open_files: u64) -> Self {

@@ -3,8 +3,8 @@
 //! ([`scrape_cache`]), and how the endpoint is secured ([`web_config`],
 //! [`basic_auth`]).
 
-pub mod basic_auth;
+pub(crate) mod basic_auth;
 pub mod listener;
-pub mod router;
-pub mod scrape_cache;
+pub(crate) mod router;
+pub(crate) mod scrape_cache;
 pub mod web_config;

@@ -79,13 +79,9 @@ pub struct FaultArgs {
 }
 
 impl Default for FaultArgs {
-    /// No faults.
+    /// No faults, and the declared interval and duration.
     fn default() -> Self {
-        Self {
-            faults: Vec::new(),
-            interval: Duration::from_secs(30),
-            duration: Duration::from_secs(10),
-        }
+        crate::cli::parse::defaults()
     }
 }
 
@@ -144,4 +140,17 @@ pub struct SimulateArgs {
         default_value = "info"
     )]
     pub log_level: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_faults_by_default_and_the_declared_timing() {
+        let faults = FaultArgs::default();
+        assert!(faults.faults.is_empty());
+        assert_eq!(faults.interval, Duration::from_secs(30));
+        assert_eq!(faults.duration, Duration::from_secs(10));
+    }
 }

@@ -7,7 +7,7 @@ pub mod args;
 mod catalog;
 pub mod demo;
 pub mod faults;
-pub mod pacer;
+pub(crate) mod pacer;
 pub mod traffic_controller;
 pub mod uaa;
 pub mod workload;

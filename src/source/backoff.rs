@@ -23,6 +23,7 @@ impl Backoff {
     }
 
     /// The nominal delay of the next attempt, before jitter.
+    #[cfg(test)]
     pub fn nominal(&self) -> Duration {
         self.next
     }

@@ -2,10 +2,10 @@
 //! all of them hand raw frames in batches to decoding through a bounded
 //! queue, and never block on it.
 
-pub mod backoff;
+pub(crate) mod backoff;
 mod config;
-pub mod firehose;
-pub mod slow_consumer;
+pub(crate) mod firehose;
+pub(crate) mod slow_consumer;
 pub mod supervisor;
 mod tls;
 pub mod uaa;

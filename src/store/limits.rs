@@ -16,15 +16,19 @@ pub struct SeriesLimits {
 
 impl Default for SeriesLimits {
     fn default() -> Self {
-        Self {
-            max_name_length: 1024,
-            max_label_value_length: 2048,
-            max_labels: 64,
-        }
+        Self::DEFAULT
     }
 }
 
 impl SeriesLimits {
+    /// The defaults of `--metrics.max-name-length`,
+    /// `--metrics.max-label-value-length` and `--metrics.max-labels`.
+    pub const DEFAULT: Self = Self {
+        max_name_length: 1024,
+        max_label_value_length: 2048,
+        max_labels: 64,
+    };
+
     /// No bounds.
     pub const NONE: Self = Self {
         max_name_length: usize::MAX,
