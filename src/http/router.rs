@@ -18,7 +18,7 @@ use tower_http::compression::CompressionLayer;
 
 use crate::exposition::{Exposition, Format};
 use crate::http::basic_auth::{self, BasicAuth};
-use crate::http::scrape_cache::{ScrapeCache, accepts_gzip};
+use crate::http::scrape_cache::{EncodeError, ScrapeCache, accepts_gzip};
 use crate::source::StreamState;
 use crate::store::SeriesStore;
 
@@ -67,11 +67,9 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     // Encoding is CPU work proportional to the store: keep it off the
     // runtime's worker threads.
     let encode = async move {
-        tokio::task::spawn_blocking(move || Bytes::from(encoder.exposition.encode(format)))
-            .await
-            .map_err(|e| e.to_string())
+        Ok(tokio::task::spawn_blocking(move || Bytes::from(encoder.exposition.encode(format))).await?)
     };
-    let failed = |e: String| {
+    let failed = |e: EncodeError| {
         (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("scrape failed: {e}\n"),

@@ -18,6 +18,12 @@ struct Encoded {
     gzipped: tokio::sync::OnceCell<Bytes>,
 }
 
+/// Why a scrape has no body: the task encoding or compressing it panicked
+/// or was cancelled.
+#[derive(Debug, thiserror::Error)]
+#[error("the encoding task failed: {0}")]
+pub struct EncodeError(#[from] tokio::task::JoinError);
+
 /// A scrape body as shared by the scrapes that overlap.
 #[derive(Debug, Clone)]
 pub struct SharedBody(Arc<Encoded>);
@@ -29,16 +35,12 @@ impl SharedBody {
     }
 
     /// The body gzipped, compressed once however many scrapers ask.
-    pub async fn gzipped(&self) -> Result<Bytes, String> {
+    pub async fn gzipped(&self) -> Result<Bytes, EncodeError> {
         self.0
             .gzipped
             .get_or_try_init(|| {
                 let body = self.0.body.clone();
-                async move {
-                    tokio::task::spawn_blocking(move || gzip(&body))
-                        .await
-                        .map_err(|e| e.to_string())
-                }
+                async move { Ok(tokio::task::spawn_blocking(move || gzip(&body)).await?) }
             })
             .await
             .cloned()
@@ -92,9 +94,9 @@ impl ScrapeCache {
         format: Format,
         arrived: Instant,
         encode: F,
-    ) -> Result<SharedBody, String>
+    ) -> Result<SharedBody, EncodeError>
     where
-        F: std::future::Future<Output = Result<Bytes, String>>,
+        F: std::future::Future<Output = Result<Bytes, EncodeError>>,
     {
         let mut slot = match format {
             Format::PrometheusText => self.text.lock().await,
