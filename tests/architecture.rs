@@ -84,3 +84,42 @@ fn the_product_never_imports_the_simulator() {
         }
     }
 }
+
+/// Every `.rs` file under `src/`, as (path relative to `src/`, text).
+fn sources() -> Vec<(String, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut stack = vec![src.clone()];
+    let mut files = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let relative = path.strip_prefix(&src).unwrap().display().to_string();
+                files.push((relative, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn unsafe_code_lives_in_two_files() {
+    let with_unsafe: Vec<String> = sources()
+        .into_iter()
+        .filter(|(_, text)| text.contains("unsafe {"))
+        .map(|(path, _)| path)
+        .collect();
+    assert_eq!(with_unsafe, ["envelope/borrowed.rs", "store/handle.rs"]);
+}
+
+#[test]
+fn no_source_file_is_over_600_lines_outside_its_tests() {
+    for (path, text) in sources() {
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+        let lines = code.lines().count();
+        assert!(lines <= 600, "src/{path} has {lines} lines outside its tests");
+    }
+}

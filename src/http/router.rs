@@ -67,7 +67,10 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     // Encoding is CPU work proportional to the store: keep it off the
     // runtime's worker threads.
     let encode = async move {
-        Ok(tokio::task::spawn_blocking(move || Bytes::from(encoder.exposition.encode(format))).await?)
+        Ok(
+            tokio::task::spawn_blocking(move || Bytes::from(encoder.exposition.encode(format)))
+                .await?,
+        )
     };
     let failed = |e: EncodeError| {
         (
