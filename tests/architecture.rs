@@ -120,6 +120,9 @@ fn no_source_file_is_over_600_lines_outside_its_tests() {
     for (path, text) in sources() {
         let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
         let lines = code.lines().count();
-        assert!(lines <= 600, "src/{path} has {lines} lines outside its tests");
+        assert!(
+            lines <= 600,
+            "src/{path} has {lines} lines outside its tests"
+        );
     }
 }

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,39 +156,19 @@ fn the_strict_parser_accepts_histograms_with_their_values() {
 
 #[test]
 fn promtool_accepts_histograms_in_both_formats() {
-    let Some(promtool) = common::required_tool("promtool", "CF_FIREHOSE_EXPORTER_REQUIRE_PROMTOOL")
-    else {
-        return;
-    };
     let (store, telemetry) = fixed();
     let exposition = Exposition::new(store, telemetry);
     for format in [Format::PrometheusText, Format::OpenMetrics] {
         let body = exposition.encode(format);
-        let mut child = Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("promtool runs");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(body.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let Some((code, report)) = common::promtool_check_metrics(&body) else {
+            return;
+        };
         // 0: clean; 3: lint problems only (the relayed names' conventions).
         // promtool reads both bodies with its 0.0.4 parser, to which
         // OpenMetrics' `# EOF` is a comment: a bad `le` or a histogram
         // sample without its suffix fails either with 1.
         assert!(
-            matches!(output.status.code(), Some(0) | Some(3)),
+            matches!(code, Some(0) | Some(3)),
             "promtool refused {format:?}:\n{report}"
         );
         assert!(

@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use cf_firehose_exporter::cli::CommonArgs;
 use cf_firehose_exporter::sim::args::WorkloadArgs;
 use cf_firehose_exporter::sim::demo::start_demo;
@@ -23,13 +20,11 @@ const NAME_LINTS: &[&str] = &[
     "metric name should not include type 'counter'",
 ];
 
-fn promtool() -> Option<&'static str> {
-    common::required_tool("promtool", "CF_FIREHOSE_EXPORTER_REQUIRE_PROMTOOL")
-}
-
 #[tokio::test]
 async fn promtool_finds_no_problem_but_relayed_name_lints() {
-    let Some(promtool) = promtool() else { return };
+    if common::required_tool("promtool", "CF_FIREHOSE_EXPORTER_REQUIRE_PROMTOOL").is_none() {
+        return;
+    }
     let common = CommonArgs {
         environment: Some("test".into()),
         listen_address: "127.0.0.1:0".parse().unwrap(),
@@ -54,28 +49,10 @@ async fn promtool_finds_no_problem_but_relayed_name_lints() {
     })
     .await;
 
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (code, report) = common::promtool_check_metrics(&body).expect("promtool found before");
     // 0: clean; 3: lint problems only. Anything else is a parse failure.
     assert!(
-        matches!(output.status.code(), Some(0) | Some(3)),
+        matches!(code, Some(0) | Some(3)),
         "promtool failed:\n{report}"
     );
     for line in report.lines() {

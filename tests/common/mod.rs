@@ -161,6 +161,36 @@ pub fn required_tool(name: &'static str, require: &str) -> Option<&'static str> 
     None
 }
 
+/// What `promtool check metrics` makes of `body`: its exit code and its
+/// report (stdout and stderr). `None` where promtool is not installed and
+/// not required.
+#[allow(dead_code)]
+pub fn promtool_check_metrics(body: &str) -> Option<(Option<i32>, String)> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let promtool = required_tool("promtool", "CF_FIREHOSE_EXPORTER_REQUIRE_PROMTOOL")?;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some((output.status.code(), report))
+}
+
 /// Polls `check` every 20 ms until it yields, for at most [`PATIENCE`].
 pub async fn eventually<T, F: Future<Output = Option<T>>>(
     what: &str,
