@@ -1,4 +1,4 @@
-//! Compiles the dropsonde `.proto` files in `proto/` with a pure-Rust parser,
+//! Compiles the dropsonde and Loggregator v2 `.proto` files in `proto/` with a pure-Rust parser,
 //! so building needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/events/error.proto",
         "proto/events/uuid.proto",
         "proto/view/envelope.proto",
+        "proto/loggregator/v2/envelope.proto",
+        "proto/loggregator/v2/egress.proto",
     ];
     for file in FILES {
         println!("cargo:rerun-if-changed={file}");

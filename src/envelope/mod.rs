@@ -25,6 +25,7 @@ pub mod view {
 }
 
 mod borrowed;
+pub mod v2;
 pub mod vectors;
 
 use borrowed::{decode_tag, utf8, utf8_opt, with_view};

@@ -31,6 +31,30 @@ pub trait NamingScheme: std::fmt::Debug + Clone + Send + Sync + 'static {
     /// the same identity yield updates for the same series, in the same order.
     fn identity(&self, envelope: &WireEnvelope<'_>, out: &mut Vec<u8>);
 
+    /// Calls `apply` with each update a Loggregator v2 envelope yields:
+    /// those of each metric it carries, read as the envelope model
+    /// ([`envelope::v2::with_metrics`]), so that a metric gives the same
+    /// series from either API.
+    fn translate_v2_each(
+        &self,
+        envelope: &envelope::v2::Envelope,
+        mut apply: impl FnMut(Update<'_>),
+    ) {
+        envelope::v2::with_metrics(envelope, |metric| self.translate_each(metric, &mut apply));
+    }
+
+    /// Appends the updates a v2 envelope yields to `out`, as owned copies;
+    /// returns how many.
+    fn translate_v2(
+        &self,
+        envelope: &envelope::v2::Envelope,
+        out: &mut Vec<SeriesUpdate>,
+    ) -> usize {
+        let before = out.len();
+        self.translate_v2_each(envelope, |update| out.push(update.to_owned()));
+        out.len() - before
+    }
+
     /// Appends the updates an owned envelope yields to `out`, as owned
     /// copies, by way of its wire form: for tools and tests. An envelope
     /// that would be rejected on the wire yields nothing. Returns how many

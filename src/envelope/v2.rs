@@ -1,0 +1,499 @@
+//! Loggregator v2 envelopes: the types generated from
+//! `proto/loggregator/v2/`, their JSON form as the RLP Gateway sends it,
+//! and how a v2 envelope reads as the envelopes the naming schemes take.
+//!
+//! A v2 envelope is read straight into the borrowed envelope model
+//! ([`EnvelopeRef`]) that schemes translate, never encoded as v1 on the way:
+//! [`with_metrics`] yields one per metric it carries, with the fields and
+//! tags Doppler's v2 → v1 conversion would give (protocol.md §3.4), so that
+//! a metric gives the same series whichever transport delivered it.
+//! [`to_v1`] is that conversion, in owned form, for the simulator and for
+//! tests that hold the two paths to each other.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use super::events::envelope::EventType;
+use super::{EnvelopeRef, Fields, Payload, by_key, events};
+
+/// Types generated from `proto/loggregator/v2/*.proto`.
+#[allow(missing_docs, clippy::all)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/loggregator.v2.rs"));
+}
+
+pub use proto::envelope::Message;
+pub use proto::{Envelope, EnvelopeBatch};
+
+mod json;
+
+pub use json::{JsonError, decode_batch_json};
+
+/// The tags that become an envelope's fixed v1 fields (origin and the BOSH
+/// fields), and the marker of a v1 type; never tags of their own.
+const FIXED_TAGS: [&str; 6] = ["origin", "deployment", "job", "index", "ip", "__v1_type"];
+
+/// The five keys of a container's gauge.
+const CONTAINER_KEYS: [&str; 5] = ["cpu", "memory", "disk", "memory_quota", "disk_quota"];
+
+/// What kind of message an envelope carries, for counting: `counter`,
+/// `gauge`, `timer`, `log`, `event`, or `none`.
+pub fn message_kind(envelope: &Envelope) -> &'static str {
+    match envelope.message {
+        Some(Message::Counter(_)) => "counter",
+        Some(Message::Gauge(_)) => "gauge",
+        Some(Message::Timer(_)) => "timer",
+        Some(Message::Log(_)) => "log",
+        Some(Message::Event(_)) => "event",
+        None => "none",
+    }
+}
+
+/// A deprecated tag's value as text, as the v1 conversion prints it.
+fn value_text(value: &proto::Value) -> Option<Cow<'_, str>> {
+    match value.data.as_ref()? {
+        proto::value::Data::Text(text) => Some(Cow::Borrowed(text)),
+        proto::value::Data::Integer(n) => Some(Cow::Owned(n.to_string())),
+        proto::value::Data::Decimal(d) => Some(Cow::Owned(format!("{d:.6}"))),
+    }
+}
+
+/// The tags of `envelope` as the v1 conversion gives them: `tags`, then
+/// `deprecated_tags` where `tags` lacks the key, less the fixed ones; with
+/// `source_id` from the envelope when it is set, and `instance_id` too when
+/// `with_instance` and it is set. Sorted by key, one per key.
+fn merged_tags<'a>(
+    envelope: &'a Envelope,
+    deprecated: &'a [(&'a str, Cow<'a, str>)],
+    with_instance: bool,
+) -> Vec<(&'a str, &'a str)> {
+    let overridden = |key: &str| {
+        (key == "source_id" && !envelope.source_id.is_empty())
+            || (with_instance && key == "instance_id" && !envelope.instance_id.is_empty())
+    };
+    let mut tags: Vec<(&str, &str)> = Vec::with_capacity(envelope.tags.len() + 2);
+    for (key, value) in &envelope.tags {
+        if !FIXED_TAGS.contains(&key.as_str()) && !overridden(key) {
+            tags.push((key, value));
+        }
+    }
+    for (key, value) in deprecated {
+        if !FIXED_TAGS.contains(key) && !overridden(key) && !envelope.tags.contains_key(*key) {
+            tags.push((key, value));
+        }
+    }
+    if !envelope.source_id.is_empty() {
+        tags.push(("source_id", &envelope.source_id));
+    }
+    if with_instance && !envelope.instance_id.is_empty() {
+        tags.push(("instance_id", &envelope.instance_id));
+    }
+    tags.sort_unstable_by(|a, b| by_key(a.0, b.0));
+    tags
+}
+
+/// The fixed field `key`: the tag, else the deprecated tag, else empty.
+fn fixed<'a>(
+    envelope: &'a Envelope,
+    deprecated: &'a [(&'a str, Cow<'a, str>)],
+    key: &str,
+) -> &'a str {
+    if let Some(value) = envelope.tags.get(key) {
+        return value;
+    }
+    deprecated
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or("", |(_, v)| v.as_ref())
+}
+
+/// Whether a gauge is a container's: more than one metric, and the five
+/// keys all present, none with an empty unit and a value of 0.
+fn is_container(metrics: &HashMap<String, proto::GaugeValue>) -> bool {
+    metrics.len() > 1
+        && CONTAINER_KEYS.iter().all(|key| {
+            metrics
+                .get(*key)
+                .is_some_and(|m| !(m.unit.is_empty() && m.value == 0.0))
+        })
+}
+
+/// Calls `f` with each metric `envelope` carries, as the envelope model the
+/// schemes translate: a counter gives one; a container's gauge one container
+/// metric; any other gauge one value metric per key, in key order. Timers,
+/// logs and events carry no metric and give none.
+pub fn with_metrics(envelope: &Envelope, mut f: impl FnMut(&EnvelopeRef<'_>)) {
+    let deprecated: Vec<(&str, Cow<'_, str>)> = envelope
+        .deprecated_tags
+        .iter()
+        .filter_map(|(key, value)| Some((key.as_str(), value_text(value)?)))
+        .collect();
+    let fields = |event_type, payload| Fields {
+        origin: fixed(envelope, &deprecated, "origin"),
+        event_type,
+        deployment: Some(fixed(envelope, &deprecated, "deployment")),
+        job: Some(fixed(envelope, &deprecated, "job")),
+        index: Some(fixed(envelope, &deprecated, "index")),
+        ip: Some(fixed(envelope, &deprecated, "ip")),
+        payload,
+    };
+    match &envelope.message {
+        Some(Message::Counter(counter)) => {
+            let payload = Payload::Counter {
+                name: &counter.name,
+                delta: counter.delta,
+                // A total of 0 with a delta is a counter that sends deltas only.
+                total: (counter.total != 0 || counter.delta == 0).then_some(counter.total),
+            };
+            f(&EnvelopeRef {
+                fields: fields(EventType::CounterEvent, payload),
+                tags: merged_tags(envelope, &deprecated, true),
+            });
+        }
+        Some(Message::Gauge(gauge)) if is_container(&gauge.metrics) => {
+            let value = |key: &str| gauge.metrics.get(key).map_or(0.0, |m| m.value);
+            let instance_index = match gauge.metrics.get("instance_index") {
+                Some(m) => m.value as i32,
+                None => envelope.instance_id.parse().unwrap_or(0),
+            };
+            let payload = Payload::Container {
+                application_id: &envelope.source_id,
+                instance_index,
+                cpu_percentage: value("cpu"),
+                memory_bytes: value("memory") as u64,
+                disk_bytes: value("disk") as u64,
+                memory_bytes_quota: Some(value("memory_quota") as u64),
+                disk_bytes_quota: Some(value("disk_quota") as u64),
+            };
+            f(&EnvelopeRef {
+                fields: fields(EventType::ContainerMetric, payload),
+                tags: merged_tags(envelope, &deprecated, false),
+            });
+        }
+        Some(Message::Gauge(gauge)) => {
+            let tags = merged_tags(envelope, &deprecated, true);
+            let mut names: Vec<&String> = gauge.metrics.keys().collect();
+            names.sort_unstable();
+            for name in names {
+                let metric = &gauge.metrics[name];
+                let payload = Payload::Value {
+                    name,
+                    value: metric.value,
+                    unit: &metric.unit,
+                };
+                f(&EnvelopeRef {
+                    fields: fields(EventType::ValueMetric, payload),
+                    tags: tags.clone(),
+                });
+            }
+        }
+        Some(Message::Timer(_) | Message::Log(_) | Message::Event(_)) | None => {}
+    }
+}
+
+/// The v1 envelopes Doppler's conversion makes of a v2 metric envelope
+/// (protocol.md §3.4): a counter event, a container metric, or a value
+/// metric per gauge key (in key order). Timers, logs and events give none
+/// here: the exporter only relays metrics.
+pub fn to_v1(envelope: &Envelope) -> Vec<events::Envelope> {
+    let mut out = Vec::new();
+    with_metrics(envelope, |metric| {
+        let text = |s: Option<&str>| s.map(str::to_owned);
+        let mut v1 = events::Envelope {
+            origin: metric.origin.to_owned(),
+            event_type: metric.event_type as i32,
+            timestamp: Some(envelope.timestamp),
+            deployment: text(metric.deployment),
+            job: text(metric.job),
+            index: text(metric.index),
+            ip: text(metric.ip),
+            tags: metric
+                .tags
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Default::default()
+        };
+        match metric.payload {
+            Payload::Counter { name, delta, total } => {
+                v1.counter_event = Some(events::CounterEvent {
+                    name: name.to_owned(),
+                    delta,
+                    total,
+                });
+            }
+            Payload::Value { name, value, unit } => {
+                v1.value_metric = Some(events::ValueMetric {
+                    name: name.to_owned(),
+                    value,
+                    unit: unit.to_owned(),
+                });
+            }
+            Payload::Container {
+                application_id,
+                instance_index,
+                cpu_percentage,
+                memory_bytes,
+                disk_bytes,
+                memory_bytes_quota,
+                disk_bytes_quota,
+            } => {
+                v1.container_metric = Some(events::ContainerMetric {
+                    application_id: application_id.to_owned(),
+                    instance_index,
+                    cpu_percentage,
+                    memory_bytes,
+                    disk_bytes,
+                    memory_bytes_quota,
+                    disk_bytes_quota,
+                });
+            }
+            Payload::Other => return,
+        }
+        out.push(v1);
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::naming::native::NativeScheme;
+    use crate::naming::{NamingScheme, SeriesUpdate, Value};
+
+    fn tags(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The BOSH tags an agent puts on a v2 envelope.
+    fn bosh(origin: &str) -> Vec<(&str, &str)> {
+        vec![
+            ("origin", origin),
+            ("deployment", "cf"),
+            ("job", "diego-cell"),
+            ("index", "0c8b50b8"),
+            ("ip", "10.0.5.12"),
+        ]
+    }
+
+    /// A v1 envelope as Doppler converts one, written out by hand.
+    fn v1(origin: &str, tags: &[(&str, &str)]) -> events::Envelope {
+        events::Envelope {
+            origin: origin.into(),
+            timestamp: Some(1),
+            deployment: Some("cf".into()),
+            job: Some("diego-cell".into()),
+            index: Some("0c8b50b8".into()),
+            ip: Some("10.0.5.12".into()),
+            tags: self::tags(tags),
+            ..Default::default()
+        }
+    }
+
+    fn sorted(mut updates: Vec<SeriesUpdate>) -> Vec<SeriesUpdate> {
+        updates.sort_by(|a, b| (&a.family, &a.labels).cmp(&(&b.family, &b.labels)));
+        updates
+    }
+
+    /// The native updates of a v2 envelope, and of the v1 envelopes that
+    /// Doppler makes of it.
+    fn both(v2: &Envelope, v1: &[events::Envelope]) -> (Vec<SeriesUpdate>, Vec<SeriesUpdate>) {
+        let scheme = NativeScheme::new(Some("prod".into()));
+        let mut from_v2 = Vec::new();
+        scheme.translate_v2(v2, &mut from_v2);
+        let mut from_v1 = Vec::new();
+        for e in v1 {
+            scheme.translate(e, &mut from_v1);
+        }
+        (sorted(from_v2), sorted(from_v1))
+    }
+
+    #[test]
+    fn a_counter_gives_the_series_of_its_v1_conversion() {
+        let mut t = bosh("gorouter");
+        t.extend([
+            ("component", "route-emitter"),
+            ("__v1_type", "CounterEvent"),
+        ]);
+        let v2 = Envelope {
+            timestamp: 1,
+            source_id: "gorouter".into(),
+            instance_id: "i-1".into(),
+            tags: tags(&t),
+            message: Some(Message::Counter(proto::Counter {
+                name: "total_requests".into(),
+                delta: 3,
+                total: 120,
+            })),
+            ..Default::default()
+        };
+        let mut expected = v1(
+            "gorouter",
+            &[
+                ("component", "route-emitter"),
+                ("source_id", "gorouter"),
+                ("instance_id", "i-1"),
+            ],
+        );
+        expected.event_type = EventType::CounterEvent as i32;
+        expected.counter_event = Some(events::CounterEvent {
+            name: "total_requests".into(),
+            delta: 3,
+            total: Some(120),
+        });
+        let (from_v2, from_v1) = both(&v2, std::slice::from_ref(&expected));
+        assert_eq!(from_v2.len(), 1);
+        assert_eq!(from_v2[0].value, Value::Set(120.0));
+        assert!(
+            from_v2[0]
+                .labels
+                .contains(&("bosh_job_name".into(), "diego-cell".into()))
+        );
+        assert_eq!(from_v2, from_v1);
+        assert_eq!(to_v1(&v2), vec![expected]);
+    }
+
+    #[test]
+    fn a_gauge_gives_a_value_metric_per_key_and_deprecated_tags_fill_in() {
+        let v2 = Envelope {
+            source_id: "rep".into(),
+            tags: tags(&[bosh("rep"), vec![("zone", "z1")]].concat()),
+            deprecated_tags: [
+                ("zone", proto::value::Data::Text("ignored".into())),
+                ("cell", proto::value::Data::Integer(7)),
+                ("ratio", proto::value::Data::Decimal(0.5)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), proto::Value { data: Some(v) }))
+            .collect(),
+            message: Some(Message::Gauge(proto::Gauge {
+                metrics: [
+                    ("CapacityRemainingMemory", "MiB", 1024.0),
+                    ("numGoRoutines", "", 50.0),
+                ]
+                .into_iter()
+                .map(|(name, unit, value)| {
+                    let value = proto::GaugeValue {
+                        unit: unit.into(),
+                        value,
+                    };
+                    (name.to_string(), value)
+                })
+                .collect(),
+            })),
+            ..Default::default()
+        };
+        let t = [
+            ("zone", "z1"),
+            ("cell", "7"),
+            ("ratio", "0.500000"),
+            ("source_id", "rep"),
+        ];
+        let value = |name: &str, unit: &str, value| {
+            let mut e = v1("rep", &t);
+            e.event_type = EventType::ValueMetric as i32;
+            e.value_metric = Some(events::ValueMetric {
+                name: name.into(),
+                value,
+                unit: unit.into(),
+            });
+            e
+        };
+        let expected = [
+            value("CapacityRemainingMemory", "MiB", 1024.0),
+            value("numGoRoutines", "", 50.0),
+        ];
+        let (from_v2, from_v1) = both(&v2, &expected);
+        assert_eq!(from_v2.len(), 2);
+        assert_eq!(from_v2, from_v1);
+        let mut converted = to_v1(&v2);
+        for e in &mut converted {
+            e.timestamp = Some(1);
+        }
+        assert_eq!(converted, expected);
+    }
+
+    #[test]
+    fn a_containers_gauge_gives_the_five_container_gauges() {
+        let guid = "f47ac10b-58cc-4372-a567-0e02b2c3d479";
+        let v2 = Envelope {
+            source_id: guid.into(),
+            instance_id: "2".into(),
+            tags: tags(&[bosh("rep"), vec![("app_name", "web")]].concat()),
+            message: Some(Message::Gauge(proto::Gauge {
+                metrics: [
+                    ("cpu", "percentage", 12.5),
+                    ("memory", "bytes", 1e8),
+                    ("disk", "bytes", 2e8),
+                    ("memory_quota", "bytes", 1e9),
+                    ("disk_quota", "bytes", 2e9),
+                ]
+                .into_iter()
+                .map(|(name, unit, value)| {
+                    let value = proto::GaugeValue {
+                        unit: unit.into(),
+                        value,
+                    };
+                    (name.to_string(), value)
+                })
+                .collect(),
+            })),
+            ..Default::default()
+        };
+        let mut expected = v1("rep", &[("app_name", "web"), ("source_id", guid)]);
+        expected.event_type = EventType::ContainerMetric as i32;
+        expected.container_metric = Some(events::ContainerMetric {
+            application_id: guid.into(),
+            instance_index: 2,
+            cpu_percentage: 12.5,
+            memory_bytes: 100_000_000,
+            disk_bytes: 200_000_000,
+            memory_bytes_quota: Some(1_000_000_000),
+            disk_bytes_quota: Some(2_000_000_000),
+        });
+        let (from_v2, from_v1) = both(&v2, std::slice::from_ref(&expected));
+        let families: Vec<&str> = from_v2.iter().map(|u| u.family.as_str()).collect();
+        assert_eq!(
+            families,
+            ["cpu", "disk", "disk_quota", "memory", "memory_quota"]
+        );
+        assert!(
+            from_v2[0]
+                .labels
+                .contains(&("instance_id".into(), "2".into()))
+        );
+        assert_eq!(from_v2, from_v1);
+    }
+
+    #[test]
+    fn a_delta_only_counter_accumulates_and_other_messages_carry_no_metric() {
+        let counter = Envelope {
+            tags: tags(&bosh("agent")),
+            message: Some(Message::Counter(proto::Counter {
+                name: "dropped".into(),
+                delta: 4,
+                total: 0,
+            })),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        NativeScheme::default().translate_v2(&counter, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].value, Value::Add(4.0));
+        for message in [
+            Message::Timer(proto::Timer::default()),
+            Message::Log(proto::Log::default()),
+            Message::Event(proto::Event::default()),
+        ] {
+            let e = Envelope {
+                message: Some(message),
+                ..Default::default()
+            };
+            assert_eq!(NativeScheme::default().translate_v2(&e, &mut out), 0);
+            assert!(to_v1(&e).is_empty());
+        }
+    }
+}
