@@ -15,7 +15,7 @@ use crate::envelope::{self, DecodeError, EnvelopeRef, Fields, Payload, WireEnvel
 use crate::ingest::filter::Filters;
 use crate::naming::NamingScheme;
 use crate::naming::native::NativeScheme;
-use crate::source::FrameReceiver;
+use crate::source::{FrameReceiver, Wire};
 use crate::store::{Chain, FamilyCache, KeyHasher, SeriesHandle, SeriesStore};
 use crate::telemetry::Telemetry;
 
@@ -24,6 +24,8 @@ use crate::telemetry::Telemetry;
 struct Counters {
     /// By event type number 4..=9; index 0 for anything else.
     received: [Counter; 7],
+    /// v2 envelopes by message: counter, gauge, timer, log, event, none.
+    received_v2: [Counter; 6],
     unknown_event_type: Counter,
     missing_field: Counter,
     decode_errors: Counter,
@@ -48,11 +50,27 @@ impl Counters {
         }
     }
 
+    /// Counts a v2 envelope by its kind of message.
+    fn received_v2(&self, envelope: &envelope::v2::Envelope) {
+        let slot = match envelope.message {
+            Some(envelope::v2::Message::Counter(_)) => 0,
+            Some(envelope::v2::Message::Gauge(_)) => 1,
+            Some(envelope::v2::Message::Timer(_)) => 2,
+            Some(envelope::v2::Message::Log(_)) => 3,
+            Some(envelope::v2::Message::Event(_)) => 4,
+            None => 5,
+        };
+        self.received_v2[slot].inc();
+    }
+
     fn new(t: &Telemetry) -> Self {
         let received =
             [0, 4, 5, 6, 7, 8, 9].map(|n| t.envelopes_received(envelope::event_type_name(n)));
+        let received_v2 = ["counter", "gauge", "timer", "log", "event", "none"]
+            .map(|kind| t.envelopes_received(kind));
         Self {
             received,
+            received_v2,
             unknown_event_type: t.envelopes_dropped("unknown_event_type"),
             missing_field: t.envelopes_dropped("missing_field"),
             decode_errors: t.decode_errors.clone(),
@@ -321,6 +339,48 @@ impl<S: NamingScheme> Ingest<S> {
         Ok(())
     }
 
+    /// Handles one v2 `EnvelopeBatch` in JSON: one that does not decode is
+    /// counted as a decode error and skipped.
+    pub fn v2_json(&mut self, json: &[u8], now: tokio::time::Instant) {
+        match envelope::v2::decode_batch_json(json) {
+            Ok(batch) => {
+                for envelope in &batch.batch {
+                    self.v2_envelope(envelope, now);
+                }
+            }
+            Err(_) => {
+                self.counters.decode_errors.inc();
+            }
+        }
+    }
+
+    /// Handles one v2 envelope: counted by its kind of message, then each
+    /// metric it carries filtered, translated and stored as a v1 metric is.
+    /// v2 envelopes are not remembered by identity.
+    pub fn v2_envelope(&mut self, envelope: &envelope::v2::Envelope, now: tokio::time::Instant) {
+        self.counters.received_v2(envelope);
+        let (filters, store, families) = (&self.filters, &self.store, &mut self.families);
+        let (mut metrics, mut kept) = (0, 0);
+        envelope::v2::with_metrics(envelope, |metric| {
+            metrics += 1;
+            if !filters.keeps_envelope(metric) {
+                return;
+            }
+            let mut names_kept = !filters.filters_names();
+            self.scheme.translate_each(metric, |update| {
+                if filters.filters_names() && !filters.keeps_name(&update.sample_name()) {
+                    return;
+                }
+                names_kept = true;
+                store.apply_cached(&update, now, families);
+            });
+            kept += usize::from(names_kept);
+        });
+        if metrics > 0 && kept == 0 {
+            self.telemetry.envelopes_filtered.inc();
+        }
+    }
+
     /// Translates and stores an envelope when metric names are filtered.
     fn translate_filtered(&mut self, envelope: &EnvelopeRef<'_>, now: tokio::time::Instant) {
         let (filters, store, families) = (&self.filters, &self.store, &mut self.families);
@@ -338,11 +398,19 @@ impl<S: NamingScheme> Ingest<S> {
         }
     }
 
-    /// Handles a batch and records the time of its arrival.
+    /// Handles a batch of v1 frames and records the time of its arrival.
     pub fn batch(&mut self, batch: &[Bytes]) {
+        self.batch_of(Wire::V1, batch);
+    }
+
+    /// Handles a batch of frames of `wire` and records the time of its arrival.
+    pub fn batch_of(&mut self, wire: Wire, batch: &[Bytes]) {
         let now = tokio::time::Instant::now();
         for frame in batch {
-            self.frame(frame, now);
+            match wire {
+                Wire::V1 => self.frame(frame, now),
+                Wire::V2Json => self.v2_json(frame, now),
+            }
         }
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -355,7 +423,7 @@ impl<S: NamingScheme> Ingest<S> {
     /// Consumes batches until every sender is gone.
     pub async fn run(mut self, mut frames: FrameReceiver) {
         while let Some(batch) = frames.recv().await {
-            self.batch(&batch.frames);
+            self.batch_of(batch.wire, &batch.frames);
         }
     }
 }
@@ -639,6 +707,52 @@ mod tests {
         ingest.frame(&frame(30.0), later);
         assert_eq!(values(&store), expected(30.0));
         assert_eq!(ingest.known.entries.len(), 1, "remembered again");
+    }
+
+    /// A v2 batch from the gateway stores what the v1 envelopes Doppler
+    /// makes of it store, and every envelope and bad line is counted.
+    #[test]
+    fn v2_json_batches_store_what_their_v1_conversions_store() {
+        let json = br#"{"batch":[
+            {"timestamp":"1","source_id":"gorouter","instance_id":"i-1","tags":{"origin":"gorouter","deployment":"cf","job":"router","index":"r0","ip":"10.0.0.1"},"counter":{"name":"total_requests","delta":"3","total":"120"}},
+            {"source_id":"f47ac10b-58cc-4372-a567-0e02b2c3d479","instance_id":"1","tags":{"origin":"rep","app_name":"web"},"gauge":{"metrics":{"cpu":{"unit":"percentage","value":3.5},"memory":{"unit":"bytes","value":1000},"disk":{"unit":"bytes","value":2000},"memory_quota":{"unit":"bytes","value":4000},"disk_quota":{"unit":"bytes","value":8000}}}},
+            {"source_id":"rep","tags":{"origin":"rep"},"gauge":{"metrics":{"CapacityRemainingMemory":{"unit":"MiB","value":1024},"numGoRoutines":{"unit":"","value":50}}}},
+            {"source_id":"gorouter","timer":{"name":"http","start":"1","stop":"2"}}
+        ]}"#;
+        let telemetry = Telemetry::new();
+        let store = Arc::new(SeriesStore::new(
+            Duration::from_secs(600),
+            telemetry.clone(),
+        ));
+        let mut ingest = Ingest::new(NativeScheme::default(), store.clone(), telemetry.clone());
+        let frames = [Bytes::from_static(json), Bytes::from_static(b"not json")];
+        ingest.batch_of(Wire::V2Json, &frames);
+        assert_eq!(telemetry.envelopes_received("counter").get(), 1);
+        assert_eq!(telemetry.envelopes_received("gauge").get(), 2);
+        assert_eq!(telemetry.envelopes_received("timer").get(), 1);
+        assert_eq!(ingest.counters.decode_errors.get(), 1);
+        assert_eq!(store.len(), 1 + 5 + 2);
+
+        let v1_telemetry = Telemetry::new();
+        let v1_store = Arc::new(SeriesStore::new(
+            Duration::from_secs(600),
+            v1_telemetry.clone(),
+        ));
+        let mut v1 = Ingest::new(NativeScheme::default(), v1_store.clone(), v1_telemetry);
+        let batch = envelope::v2::decode_batch_json(json).unwrap();
+        let frames: Vec<Bytes> = batch
+            .batch
+            .iter()
+            .flat_map(envelope::v2::to_v1)
+            .map(|e| Bytes::from(e.encode_to_vec()))
+            .collect();
+        assert_eq!(
+            frames.len(),
+            4,
+            "a counter, a container metric, two value metrics"
+        );
+        v1.batch(&frames);
+        assert_eq!(store.snapshot(), v1_store.snapshot());
     }
 
     /// A counter whose series expired while its envelope was known starts a

@@ -28,10 +28,21 @@ pub const MAX_BATCH: usize = 512;
 /// A batch is handed over once it holds this many bytes.
 pub const MAX_BATCH_BYTES: usize = 256 << 10;
 
+/// What the frames of a batch are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// Each frame is a dropsonde v1 envelope (the Firehose).
+    V1,
+    /// Each frame is a v2 `EnvelopeBatch` as JSON (the RLP Gateway).
+    V2Json,
+}
+
 /// A batch waiting for decoding. It holds its share of the queue's byte
 /// budget until it is dropped, after decoding.
 #[derive(Debug)]
 pub struct QueuedBatch {
+    /// What the frames are.
+    pub wire: Wire,
     /// The frames, in the order they were read.
     pub frames: FrameBatch,
     _bytes: OwnedSemaphorePermit,
@@ -96,8 +107,15 @@ impl FrameSender {
         )
     }
 
-    /// Hands over a batch without waiting. Returns false once decoding is gone.
+    /// Hands over a batch of v1 envelopes without waiting. Returns false
+    /// once decoding is gone.
     pub fn send(&self, frames: FrameBatch) -> bool {
+        self.send_as(Wire::V1, frames)
+    }
+
+    /// Hands over a batch of frames of `wire` without waiting. Returns
+    /// false once decoding is gone.
+    pub fn send_as(&self, wire: Wire, frames: FrameBatch) -> bool {
         let size: usize = frames.iter().map(Bytes::len).sum();
         let size = u32::try_from(size.max(1)).unwrap_or(u32::MAX);
         let permit = match self.bytes.clone().try_acquire_many_owned(size) {
@@ -109,6 +127,7 @@ impl FrameSender {
             Err(TryAcquireError::Closed) => return false,
         };
         let batch = QueuedBatch {
+            wire,
             frames,
             _bytes: permit,
         };
