@@ -10,6 +10,7 @@ pub mod faults;
 pub(crate) mod pacer;
 pub mod traffic_controller;
 pub mod uaa;
+pub mod v2;
 pub mod workload;
 
 use std::collections::HashMap;

@@ -15,8 +15,9 @@ use crate::sim::catalog::{Row, catalog, value_range};
 /// BOSH deployment of every simulated VM.
 pub const DEPLOYMENT: &str = "cf";
 
-/// Origins that emit dropsonde v1 directly, so their envelopes carry no
-/// `source_id` tag (the others come through the v2 → v1 conversion).
+/// Origins that emit dropsonde v1 directly: the agent gives their v2 form
+/// the source id `<deployment>/<job>`, which Doppler's v1 conversion puts
+/// in the `source_id` tag (the others name themselves).
 const V1_EMITTERS: &[&str] = &["gorouter", "routing_api", "tcp-router"];
 
 #[derive(Debug, Clone)]
@@ -239,9 +240,11 @@ impl Workload {
                     let mut template = base(row.origin, vm);
                     let event_type = if row.counter { 7 } else { 6 };
                     template.event_type = event_type;
-                    if !V1_EMITTERS.contains(&row.origin) {
-                        template.tags.insert("source_id".into(), row.origin.into());
-                    }
+                    let source_id = match V1_EMITTERS.contains(&row.origin) {
+                        true => format!("{DEPLOYMENT}/{}", vm.job),
+                        false => row.origin.into(),
+                    };
+                    template.tags.insert("source_id".into(), source_id);
                     template.tags.extend(tags);
                     let model = if row.counter {
                         let quiet = ["0", "rare", "~0", "small", "sporadic"]
@@ -584,11 +587,14 @@ mod tests {
             memory.tags.get("source_id").map(String::as_str),
             Some("rep")
         );
-        assert!(
-            round
-                .iter()
-                .any(|e| e.origin == "gorouter" && e.counter_event.is_some() && e.tags.is_empty())
-        );
+        // A v1 emitter's envelopes carry only the source id the agent gave
+        // them, as Doppler's conversion writes it.
+        assert!(round.iter().any(|e| {
+            e.origin == "gorouter"
+                && e.counter_event.is_some()
+                && e.tags.len() == 1
+                && e.tags.get("source_id").map(String::as_str) == Some("cf/router")
+        }));
         let containers: Vec<&Envelope> = round
             .iter()
             .filter(|e| e.container_metric.is_some())

@@ -1,0 +1,227 @@
+//! The simulated foundation's envelopes in their v2 form: what agents send
+//! and Doppler turns into the v1 envelopes of the Firehose, so that every
+//! transport carries the same workload; and their JSON, as the RLP Gateway
+//! writes it (protojson: 64-bit integers as strings, emitted defaults).
+
+use serde_json::{Map, Value, json};
+
+use crate::envelope::events::{self, envelope::EventType};
+use crate::envelope::v2::{Envelope, Message, proto};
+
+/// The v2 envelope an agent sends for the v1 envelope `v1` of the
+/// Firehose: origin and the BOSH fields as tags, the v1 type in
+/// `__v1_type`, `source_id` and `instance_id` as fields. `None` for what
+/// has no v2 form here.
+pub fn to_v2(v1: &events::Envelope) -> Option<Envelope> {
+    let mut tags = v1.tags.clone();
+    let source_id = tags.remove("source_id");
+    let instance_id = tags.remove("instance_id");
+    let event_type = EventType::try_from(v1.event_type).ok()?;
+    for (key, value) in [
+        ("origin", Some(&v1.origin)),
+        ("deployment", v1.deployment.as_ref()),
+        ("job", v1.job.as_ref()),
+        ("index", v1.index.as_ref()),
+        ("ip", v1.ip.as_ref()),
+    ] {
+        if let Some(value) = value {
+            tags.insert(key.into(), value.clone());
+        }
+    }
+    tags.insert("__v1_type".into(), event_type.as_str_name().into());
+    let mut envelope = Envelope {
+        timestamp: v1.timestamp.unwrap_or_default(),
+        source_id: source_id.unwrap_or_else(|| {
+            format!(
+                "{}/{}",
+                v1.deployment.as_deref().unwrap_or_default(),
+                v1.job.as_deref().unwrap_or_default()
+            )
+        }),
+        instance_id: instance_id.unwrap_or_default(),
+        tags,
+        ..Default::default()
+    };
+    let gauge = |metrics: Vec<(&str, &str, f64)>| {
+        Message::Gauge(proto::Gauge {
+            metrics: metrics
+                .into_iter()
+                .map(|(name, unit, value)| {
+                    let value = proto::GaugeValue {
+                        unit: unit.into(),
+                        value,
+                    };
+                    (name.to_owned(), value)
+                })
+                .collect(),
+        })
+    };
+    envelope.message = Some(match event_type {
+        EventType::ValueMetric => {
+            let m = v1.value_metric.as_ref()?;
+            gauge(vec![(&m.name, &m.unit, m.value)])
+        }
+        EventType::CounterEvent => {
+            let c = v1.counter_event.as_ref()?;
+            Message::Counter(proto::Counter {
+                name: c.name.clone(),
+                delta: c.delta,
+                total: c.total.unwrap_or_default(),
+            })
+        }
+        EventType::ContainerMetric => {
+            let c = v1.container_metric.as_ref()?;
+            envelope.source_id = c.application_id.clone();
+            envelope.instance_id = c.instance_index.to_string();
+            gauge(vec![
+                ("cpu", "percentage", c.cpu_percentage),
+                ("memory", "bytes", c.memory_bytes as f64),
+                ("disk", "bytes", c.disk_bytes as f64),
+                (
+                    "memory_quota",
+                    "bytes",
+                    c.memory_bytes_quota.unwrap_or_default() as f64,
+                ),
+                (
+                    "disk_quota",
+                    "bytes",
+                    c.disk_bytes_quota.unwrap_or_default() as f64,
+                ),
+            ])
+        }
+        EventType::HttpStartStop => {
+            let h = v1.http_start_stop.as_ref()?;
+            Message::Timer(proto::Timer {
+                name: "http".into(),
+                start: h.start_timestamp,
+                stop: h.stop_timestamp,
+            })
+        }
+        EventType::LogMessage => {
+            let l = v1.log_message.as_ref()?;
+            Message::Log(proto::Log {
+                payload: l.message.clone(),
+                r#type: i32::from(l.message_type != 1),
+            })
+        }
+        EventType::Error => {
+            let e = v1.error.as_ref()?;
+            envelope.tags.insert("source".into(), e.source.clone());
+            envelope.tags.insert("code".into(), e.code.to_string());
+            Message::Log(proto::Log {
+                payload: e.message.clone().into_bytes(),
+                r#type: 1,
+            })
+        }
+    });
+    Some(envelope)
+}
+
+/// A double as protojson writes it.
+fn double(value: f64) -> Value {
+    if value.is_nan() {
+        json!("NaN")
+    } else if value == f64::INFINITY {
+        json!("Infinity")
+    } else if value == f64::NEG_INFINITY {
+        json!("-Infinity")
+    } else {
+        json!(value)
+    }
+}
+
+/// One envelope as protojson writes it, with its defaults.
+fn envelope_json(envelope: &Envelope) -> Value {
+    let mut object = Map::new();
+    object.insert("timestamp".into(), json!(envelope.timestamp.to_string()));
+    object.insert("source_id".into(), json!(envelope.source_id));
+    object.insert("instance_id".into(), json!(envelope.instance_id));
+    object.insert("deprecated_tags".into(), json!({}));
+    object.insert("tags".into(), json!(envelope.tags));
+    let (key, message) = match &envelope.message {
+        Some(Message::Counter(c)) => (
+            "counter",
+            json!({"name": c.name, "delta": c.delta.to_string(), "total": c.total.to_string()}),
+        ),
+        Some(Message::Gauge(g)) => {
+            let metrics: Map<String, Value> = g
+                .metrics
+                .iter()
+                .map(|(name, m)| {
+                    (
+                        name.clone(),
+                        json!({"unit": m.unit, "value": double(m.value)}),
+                    )
+                })
+                .collect();
+            ("gauge", json!({ "metrics": metrics }))
+        }
+        Some(Message::Timer(t)) => (
+            "timer",
+            json!({"name": t.name, "start": t.start.to_string(), "stop": t.stop.to_string()}),
+        ),
+        Some(Message::Log(l)) => {
+            use base64::Engine as _;
+            let payload = base64::engine::general_purpose::STANDARD.encode(&l.payload);
+            let kind = if l.r#type == 1 { "ERR" } else { "OUT" };
+            ("log", json!({"payload": payload, "type": kind}))
+        }
+        Some(Message::Event(e)) => ("event", json!({"title": e.title, "body": e.body})),
+        None => return Value::Object(object),
+    };
+    object.insert(key.into(), message);
+    Value::Object(object)
+}
+
+/// An `EnvelopeBatch` as the gateway's JSON, on one line.
+pub fn batch_json(batch: &[Envelope]) -> String {
+    let batch: Vec<Value> = batch.iter().map(envelope_json).collect();
+    json!({ "batch": batch }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::v2::{decode_batch_json, to_v1};
+    use crate::naming::native::NativeScheme;
+    use crate::naming::{NamingScheme, SeriesUpdate};
+    use crate::sim::args::WorkloadArgs;
+    use crate::sim::workload::Workload;
+
+    /// Every envelope of a round of the workload, sent as v2 and read back
+    /// from the gateway's JSON, gives the series its v1 form gives; and
+    /// Doppler's conversion of it gives that v1 form's series too.
+    #[test]
+    fn the_workload_gives_the_same_series_as_v1_and_as_v2() {
+        let args = WorkloadArgs {
+            rate: 0,
+            cells: 2,
+            apps: 5,
+            seed: 7,
+        };
+        let mut workload = Workload::new(&args);
+        let scheme = NativeScheme::new(Some("test".into()));
+        let (mut compared, mut metrics) = (0, 0);
+        for _ in 0..workload.round_len() {
+            let v1 = workload.next_envelope();
+            let Some(v2) = to_v2(&v1) else { continue };
+            let json = batch_json(std::slice::from_ref(&v2));
+            let read = decode_batch_json(json.as_bytes()).unwrap();
+            assert_eq!(read.batch, vec![v2.clone()], "{json}");
+            let mut from_v1: Vec<SeriesUpdate> = Vec::new();
+            scheme.translate(&v1, &mut from_v1);
+            let mut from_v2 = Vec::new();
+            scheme.translate_v2(&read.batch[0], &mut from_v2);
+            assert_eq!(from_v2, from_v1, "{v1:?}");
+            let mut converted = Vec::new();
+            for e in to_v1(&v2) {
+                scheme.translate(&e, &mut converted);
+            }
+            assert_eq!(converted, from_v1);
+            compared += 1;
+            metrics += from_v1.len();
+        }
+        assert!(compared > 100, "{compared} envelopes compared");
+        assert!(metrics > 100, "{metrics} updates compared");
+    }
+}
