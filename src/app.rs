@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -21,6 +22,7 @@ use crate::ingest::filter::Filters;
 use crate::naming::native::NativeScheme;
 use crate::source::SourceConfig;
 use crate::source::firehose::FirehoseSource;
+use crate::source::gateway::GatewaySource;
 use crate::source::supervisor::{SourceError, Supervisor};
 use crate::source::uaa::{TokenSource, UaaError};
 use crate::source::{FrameSender, StreamState, StreamStates};
@@ -107,6 +109,9 @@ pub enum StartError {
     /// The TLS client of the Firehose could not be built.
     #[error("cannot set up TLS for the Firehose: {0}")]
     FirehoseTls(#[source] rustls::Error),
+    /// The RLP gateway's HTTP client could not be built.
+    #[error("cannot set up the RLP gateway's HTTP client")]
+    GatewayClient(#[source] reqwest::Error),
     /// A flag is wrong.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -189,6 +194,7 @@ impl Exporter {
             telemetry.clone(),
         )
         .with_filters(config.filters.clone());
+        let shutdown = CancellationToken::new();
         // One connection, queue and decoding task per --doppler.connections.
         let mut connections = Vec::with_capacity(config.source.connections);
         for index in 0..config.source.connections {
@@ -197,16 +203,29 @@ impl Exporter {
                 QUEUE_BYTES.max(config.source.max_frame_size.saturating_mul(4)),
                 telemetry.clone(),
             );
-            let transport = FirehoseSource::new(&config.source, tokens.clone(), telemetry.clone())
-                .map_err(StartError::FirehoseTls)?;
-            let source = Supervisor::new(
-                transport,
-                config.source.retry(),
-                frames,
-                telemetry.clone(),
-                states.reporter(index),
-            )
-            .with_index(index);
+            let (retry, state) = (config.source.retry(), states.reporter(index));
+            let source = match &config.source.gateway_url {
+                None => {
+                    let transport =
+                        FirehoseSource::new(&config.source, tokens.clone(), telemetry.clone())
+                            .map_err(StartError::FirehoseTls)?;
+                    let supervisor =
+                        Supervisor::new(transport, retry, frames, telemetry.clone(), state);
+                    supervisor.with_index(index).run(shutdown.clone()).boxed()
+                }
+                Some(url) => {
+                    let transport = GatewaySource::new(
+                        url.clone(),
+                        tokens.clone(),
+                        config.source.skip_ssl_verify,
+                        config.source.idle_timeout,
+                    )
+                    .map_err(StartError::GatewayClient)?;
+                    let supervisor =
+                        Supervisor::new(transport, retry, frames, telemetry.clone(), state);
+                    supervisor.with_index(index).run(shutdown.clone()).boxed()
+                }
+            };
             connections.push((source, ingest.clone(), frames_rx));
         }
 
@@ -220,13 +239,15 @@ impl Exporter {
             scrapes: Default::default(),
             failed: health_rx,
         });
-        let shutdown = CancellationToken::new();
         // Every task here runs until shutdown: one that ends before, or
         // panics, stops the exporter with an error (see `supervise`).
         let mut tasks = Tasks::default();
+        let source_name = match config.source.gateway_url {
+            None => "the Firehose source",
+            Some(_) => "the RLP gateway source",
+        };
         for (source, ingest, frames_rx) in connections {
-            let stop = shutdown.clone();
-            tasks.spawn("the Firehose source", source.run(stop));
+            tasks.spawn(source_name, source);
             tasks.spawn("ingestion", async move {
                 ingest.run(frames_rx).await;
                 Ok(())

@@ -514,6 +514,7 @@ impl SourceArgs {
             client_id,
             client_secret,
             firehose_url: firehose_url(doppler, &self.subscription_id)?,
+            gateway_url: None,
             subscription_id: self.subscription_id.clone(),
             min_retry_delay: self.min_retry_delay,
             max_retry_delay: self.max_retry_delay,

@@ -7,6 +7,7 @@ pub mod args;
 mod catalog;
 pub mod demo;
 pub mod faults;
+pub mod gateway;
 pub(crate) mod pacer;
 pub mod traffic_controller;
 pub mod uaa;
@@ -89,6 +90,8 @@ pub struct Foundation {
     pub uaa: uaa::SimUaa,
     /// The Firehose.
     pub traffic_controller: traffic_controller::TrafficController,
+    /// The RLP Gateway, on a port of its own on the Traffic Controller's address.
+    pub gateway: gateway::Gateway,
     /// The client UAA accepts.
     pub client: SimClient,
 }
@@ -104,10 +107,13 @@ impl Foundation {
         let book = std::sync::Arc::new(TokenBook::default());
         let uaa = uaa::SimUaa::start(uaa_address, client.clone(), book.clone()).await?;
         let traffic_controller =
-            traffic_controller::TrafficController::start(tc_address, tc_settings, book).await?;
+            traffic_controller::TrafficController::start(tc_address, tc_settings, book.clone())
+                .await?;
+        let gateway = gateway::Gateway::start(SocketAddr::new(tc_address.ip(), 0), book).await?;
         Ok(Self {
             uaa,
             traffic_controller,
+            gateway,
             client,
         })
     }
@@ -121,6 +127,11 @@ impl Foundation {
     /// UAA's base URL.
     pub fn uaa_url(&self) -> String {
         format!("http://{}", self.uaa.address)
+    }
+
+    /// The RLP Gateway's base URL.
+    pub fn gateway_url(&self) -> String {
+        format!("http://{}", self.gateway.address)
     }
 
     /// The Traffic Controller's base URL.

@@ -19,6 +19,9 @@ pub struct SourceConfig {
     pub client_secret: Secret,
     /// The Firehose websocket URL with path and query.
     pub firehose_url: Url,
+    /// The RLP gateway's `/v2/read` URL with its query: when set, the
+    /// source is the gateway rather than the Firehose.
+    pub gateway_url: Option<Url>,
     /// Subscription id (also in `firehose_url`).
     pub subscription_id: String,
     /// First reconnect delay.

@@ -5,7 +5,9 @@
 pub(crate) mod backoff;
 mod config;
 pub(crate) mod firehose;
+pub mod gateway;
 pub(crate) mod slow_consumer;
+pub mod sse;
 pub mod supervisor;
 mod tls;
 pub mod uaa;

@@ -129,6 +129,11 @@ pub enum Disconnect {
     FrameTooLarge(String),
     /// The connection failed without a close frame.
     Failed(String),
+    /// The server ended the stream and asked for a new one (the RLP
+    /// Gateway's `closing` event, after its stream timeout).
+    Closing(String),
+    /// The server ended the stream without a word.
+    Ended,
     /// Shutdown was requested, or decoding is gone.
     Stopped,
 }
@@ -143,8 +148,16 @@ impl Disconnect {
             Disconnect::Idle(_) => "idle_timeout",
             Disconnect::FrameTooLarge(_) => "frame_too_large",
             Disconnect::Failed(_) => "error",
+            Disconnect::Closing(_) => "closing",
+            Disconnect::Ended => "ended",
             Disconnect::Stopped => "stopped",
         }
+    }
+
+    /// Whether a good connection that ended so is opened again at once,
+    /// without backoff: the server ended the stream on purpose.
+    fn reconnects_at_once(&self) -> bool {
+        matches!(self, Disconnect::Closing(_) | Disconnect::Ended)
     }
 
     /// One line for the log and the landing page.
@@ -162,6 +175,8 @@ impl Disconnect {
             ),
             Disconnect::FrameTooLarge(e) => format!("{e} (--doppler.max-frame-size)"),
             Disconnect::Failed(e) => format!("connection lost: {e}"),
+            Disconnect::Closing(why) => format!("the server closed the stream: {why}"),
+            Disconnect::Ended => "the server ended the stream".into(),
             Disconnect::Stopped => "stopped".into(),
         }
     }
@@ -274,6 +289,12 @@ impl<T: Transport> Supervisor<T> {
                         retry_unauthorized = true;
                         failures.clear();
                         self.backoff.reset();
+                        if end.reconnects_at_once() {
+                            // Ended on purpose: a new stream at once.
+                            self.telemetry.reconnects(end.reason_label()).inc();
+                            tracing::info!(reason = %text, "{name} stream ended; reconnecting");
+                            continue;
+                        }
                         self.disconnected(&end, true);
                         (text, true)
                     } else {
@@ -584,6 +605,24 @@ mod tests {
         assert!(before >= Duration::from_secs(1), "{before:?}");
         assert!(after <= Duration::from_secs(1), "{after:?}");
         assert_eq!(run.telemetry.reconnects("error").get(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_the_server_ends_after_data_is_opened_again_at_once() {
+        let steps = vec![
+            Step::Stream(Disconnect::Closing("stream timeout".into()), 4),
+            Step::Stream(Disconnect::Ended, 2),
+            // Ended before any data: a failed attempt, backed off.
+            Step::Stream(Disconnect::Ended, 0),
+            unreachable(),
+        ];
+        let run = run(steps, None).await;
+        assert_eq!(run.attempts.len(), 5, "{:?}", run.attempts);
+        assert_eq!(run.attempts[0], run.attempts[1], "no backoff after closing");
+        assert_eq!(run.attempts[1], run.attempts[2], "no backoff after an end");
+        assert!(run.attempts[3] >= run.attempts[2] + Duration::from_millis(500));
+        assert_eq!(run.telemetry.reconnects("closing").get(), 1);
+        assert_eq!(run.telemetry.reconnects("ended").get(), 2);
     }
 
     #[tokio::test(start_paused = true)]
