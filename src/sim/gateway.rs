@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -73,7 +73,8 @@ struct Inner {
     groups: Mutex<HashMap<(String, Selection), Vec<Subscriber>>>,
     accepted: AtomicU64,
     not_found: AtomicU64,
-    unavailable: AtomicBool,
+    /// Answer every request with this error (400 or 503), when set.
+    refusal: Mutex<Option<u16>>,
 }
 
 /// A running simulated RLP Gateway.
@@ -125,9 +126,10 @@ impl Gateway {
             .unwrap_or_else(|e| e.into_inner()) = after;
     }
 
-    /// While set, requests are answered 503 `streaming_unavailable`.
-    pub fn set_unavailable(&self, unavailable: bool) {
-        self.inner.unavailable.store(unavailable, Ordering::Relaxed);
+    /// While set, requests with a good token are answered with this
+    /// error: 400 `missing_envelope_type` or 503 `streaming_unavailable`.
+    pub fn set_refusal(&self, status: Option<u16>) {
+        *self.inner.refusal.lock().unwrap_or_else(|e| e.into_inner()) = status;
     }
 
     /// Streams opened so far.
@@ -301,12 +303,23 @@ async fn read(
         inner.not_found.fetch_add(1, Ordering::Relaxed);
         return error(StatusCode::NOT_FOUND, "not_found", "resource not found");
     }
-    if inner.unavailable.load(Ordering::Relaxed) {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "streaming_unavailable",
-            "streaming is temporarily unavailable",
-        );
+    let refusal = *inner.refusal.lock().unwrap_or_else(|e| e.into_inner());
+    match refusal {
+        Some(400) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "missing_envelope_type",
+                "query must provide at least one envelope type",
+            );
+        }
+        Some(_) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "streaming_unavailable",
+                "streaming is temporarily unavailable",
+            );
+        }
+        None => {}
     }
     let (tx, rx) = mpsc::channel(CONNECTION_BUFFER);
     inner
