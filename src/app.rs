@@ -20,11 +20,11 @@ use crate::http::web_config::WebSecurity;
 use crate::ingest::Ingest;
 use crate::ingest::filter::Filters;
 use crate::naming::native::NativeScheme;
-use crate::source::SourceConfig;
 use crate::source::firehose::FirehoseSource;
 use crate::source::gateway::GatewaySource;
 use crate::source::supervisor::{SourceError, Supervisor};
 use crate::source::uaa::{TokenSource, UaaError};
+use crate::source::{Endpoint, SourceConfig};
 use crate::source::{FrameSender, StreamState, StreamStates};
 use crate::store::{SeriesLimits, SeriesStore};
 use crate::telemetry::Telemetry;
@@ -204,16 +204,16 @@ impl Exporter {
                 telemetry.clone(),
             );
             let (retry, state) = (config.source.retry(), states.reporter(index));
-            let source = match &config.source.gateway_url {
-                None => {
+            let source = match &config.source.endpoint {
+                Endpoint::Firehose(url) => {
                     let transport =
-                        FirehoseSource::new(&config.source, tokens.clone(), telemetry.clone())
+                        FirehoseSource::new(url, &config.source, tokens.clone(), telemetry.clone())
                             .map_err(StartError::FirehoseTls)?;
                     let supervisor =
                         Supervisor::new(transport, retry, frames, telemetry.clone(), state);
                     supervisor.with_index(index).run(shutdown.clone()).boxed()
                 }
-                Some(url) => {
+                Endpoint::Gateway(url) => {
                     let transport = GatewaySource::new(
                         url.clone(),
                         tokens.clone(),
@@ -242,9 +242,9 @@ impl Exporter {
         // Every task here runs until shutdown: one that ends before, or
         // panics, stops the exporter with an error (see `supervise`).
         let mut tasks = Tasks::default();
-        let source_name = match config.source.gateway_url {
-            None => "the Firehose source",
-            Some(_) => "the RLP gateway source",
+        let source_name = match config.source.endpoint {
+            Endpoint::Firehose(_) => "the Firehose source",
+            Endpoint::Gateway(_) => "the RLP gateway source",
         };
         for (source, ingest, frames_rx) in connections {
             tasks.spawn(source_name, source);
@@ -292,7 +292,7 @@ impl Exporter {
             tls = config.web.tls.is_some(),
             basic_auth = config.web.auth.is_some(),
             path = %config.telemetry_path,
-            firehose = %config.source.firehose_url,
+            source = %config.source.endpoint.url(),
             connections = config.source.connections,
             max_http_connections = limits.max_connections,
             "serving metrics"

@@ -15,6 +15,7 @@ use cf_firehose_exporter::sim::args::WorkloadArgs;
 use cf_firehose_exporter::sim::traffic_controller::FrameKind;
 use cf_firehose_exporter::sim::v2::to_v2;
 use cf_firehose_exporter::sim::workload::Workload;
+use cf_firehose_exporter::source::Endpoint;
 use cf_firehose_exporter::source::gateway::read_url;
 use prost::Message as _;
 
@@ -27,7 +28,8 @@ async fn foundation() -> Foundation {
 /// Exporter settings for the gateway of `foundation`.
 fn gateway_config(foundation: &Foundation) -> ExporterConfig {
     let mut config = common::config_for(foundation, Duration::from_secs(600));
-    config.source.gateway_url = Some(read_url(&foundation.gateway_url(), "test", false).unwrap());
+    let url = read_url(&foundation.gateway_url(), "test", false).unwrap();
+    config.source.endpoint = Endpoint::Gateway(url);
     config
 }
 

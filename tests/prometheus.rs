@@ -51,12 +51,14 @@ async fn exporter(foundation: &Foundation, subscription: &str, openmetrics: bool
     let mut config = common::config_for(foundation, Duration::from_secs(600));
     config.openmetrics = openmetrics;
     // Its own subscription id: each exporter gets the whole stream.
-    config.source.firehose_url = foundation
-        .doppler_url()
-        .parse::<url::Url>()
-        .unwrap()
-        .join(&format!("/firehose/{subscription}?filter-type=metrics"))
-        .unwrap();
+    config.source.endpoint = cf_firehose_exporter::source::Endpoint::Firehose(
+        foundation
+            .doppler_url()
+            .parse::<url::Url>()
+            .unwrap()
+            .join(&format!("/firehose/{subscription}?filter-type=metrics"))
+            .unwrap(),
+    );
     Exporter::start(config).await.expect("exporter starts")
 }
 

@@ -14,9 +14,10 @@ use super::parse::{
 use crate::config::ConfigError;
 use crate::http::listener::Limits;
 use crate::secret::Secret;
-use crate::source::SourceConfig;
 use crate::source::firehose::firehose_url;
+use crate::source::gateway::read_url;
 use crate::source::uaa::token_url;
+use crate::source::{Endpoint, SourceConfig};
 use crate::store::SeriesLimits;
 
 /// Where and how to read the Firehose.
@@ -139,6 +140,57 @@ pub struct SourceArgs {
     /// Do not verify TLS certificates of UAA and the Traffic Controller.
     #[arg(long = "skip-ssl-verify", env = "FIREHOSE_EXPORTER_SKIP_SSL_VERIFY")]
     pub skip_ssl_verify: bool,
+    /// The transport: firehose, gateway or rlp. Inferred when left out: --doppler.url
+    /// means firehose; an http(s):// --logging.url the gateway (the Firehose with
+    /// --logging.use-legacy-firehose); a --logging.url without a scheme, or client
+    /// certificates, the RLP.
+    #[arg(
+        long = "source",
+        env = "FIREHOSE_EXPORTER_SOURCE",
+        value_enum,
+        value_name = "TRANSPORT"
+    )]
+    pub source: Option<SourceKind>,
+    /// v2 endpoint: the RLP gateway's URL (https://log-stream.<system domain>), or the
+    /// RLP's host:port.
+    #[arg(
+        long = "logging.url",
+        env = "FIREHOSE_EXPORTER_LOGGING_URL",
+        value_name = "URL"
+    )]
+    pub logging_url: Option<String>,
+    /// Read --logging.url as the Traffic Controller's URL: the v1 Firehose.
+    #[arg(long = "logging.use-legacy-firehose", env = "USE_LEGACY_FIREHOSE")]
+    pub use_legacy_firehose: bool,
+    /// v2 shard id: subscribers with the same one split the stream.
+    #[arg(
+        long = "metrics.shard_id",
+        env = "FIREHOSE_EXPORTER_SHARD_ID",
+        default_value = "firehose_exporter",
+        value_name = "ID"
+    )]
+    pub shard_id: String,
+    /// CA certificate (PEM) of the RLP's server certificate.
+    #[arg(
+        long = "logging.tls.ca",
+        env = "FIREHOSE_EXPORTER_LOGGING_TLS_CA",
+        value_name = "PATH"
+    )]
+    pub logging_tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) presented to the RLP.
+    #[arg(
+        long = "logging.tls.cert",
+        env = "FIREHOSE_EXPORTER_LOGGING_TLS_CERT",
+        value_name = "PATH"
+    )]
+    pub logging_tls_cert: Option<std::path::PathBuf>,
+    /// Key (PEM) of the client certificate.
+    #[arg(
+        long = "logging.tls.key",
+        env = "FIREHOSE_EXPORTER_LOGGING_TLS_KEY",
+        value_name = "PATH"
+    )]
+    pub logging_tls_key: Option<std::path::PathBuf>,
 }
 
 impl SourceArgs {
@@ -149,23 +201,24 @@ impl SourceArgs {
         client_secret: Secret,
         doppler_url: impl Into<String>,
     ) -> Self {
-        Self {
-            uaa_url: Some(uaa_url.into()),
-            uaa_client_id: Some(client_id.into()),
-            uaa_client_secret: Some(client_secret),
-            uaa_client_secret_file: None,
-            doppler_url: Some(doppler_url.into()),
-            subscription_id: "prometheus".into(),
-            min_retry_delay: Duration::from_millis(500),
-            max_retry_delay: Duration::from_secs(60),
-            connections: 1,
-            max_retry_count: None,
-            idle_timeout: Duration::from_secs(60),
-            max_frame_size: 4 << 20,
-            uaa_timeout: Duration::from_secs(10),
-            skip_ssl_verify: false,
-        }
+        let mut args: Self = defaults();
+        args.uaa_url = Some(uaa_url.into());
+        args.uaa_client_id = Some(client_id.into());
+        args.uaa_client_secret = Some(client_secret);
+        args.doppler_url = Some(doppler_url.into());
+        args
     }
+}
+
+/// The transports `--source` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceKind {
+    /// The v1 Firehose websocket of the Traffic Controller (`--doppler.url`).
+    Firehose,
+    /// The v2 RLP gateway, Server-Sent Events with a UAA token (`--logging.url`).
+    Gateway,
+    /// The v2 gRPC Reverse Log Proxy with client certificates (`--logging.url`).
+    Rlp,
 }
 
 /// Settings shared by the exporter and the demo.
@@ -441,8 +494,36 @@ impl CommonArgs {
 }
 
 impl SourceArgs {
+    /// The transport: `--source`, or what the other flags imply.
+    pub fn kind(&self) -> Result<SourceKind, ConfigError> {
+        if let Some(kind) = self.source {
+            return Ok(kind);
+        }
+        let certificates = self.logging_tls_cert.is_some() || self.logging_tls_key.is_some();
+        match (&self.doppler_url, &self.logging_url) {
+            (Some(_), Some(_)) => Err(ConfigError::new(
+                "--source",
+                "both --doppler.url and --logging.url are set: say which transport to read",
+            )),
+            (Some(_), None) => Ok(SourceKind::Firehose),
+            (None, Some(url)) if certificates || !url.contains("://") => Ok(SourceKind::Rlp),
+            (None, Some(_)) if self.use_legacy_firehose => Ok(SourceKind::Firehose),
+            (None, Some(_)) => Ok(SourceKind::Gateway),
+            (None, None) => Ok(SourceKind::Firehose),
+        }
+    }
+
     /// Checks the flags and builds the source settings.
     pub fn resolve(&self) -> Result<SourceConfig, ConfigError> {
+        let kind = self.kind()?;
+        if kind == SourceKind::Rlp {
+            return Err(ConfigError::new(
+                "--source",
+                "the gRPC Reverse Log Proxy (rlp) is not available in this version: read the \
+                 RLP gateway (--logging.url https://log-stream.<system domain> with UAA \
+                 credentials) or the Firehose (--doppler.url)",
+            ));
+        }
         let uaa = self.uaa_url.as_deref().ok_or_else(|| {
             ConfigError::new("--uaa.url", "required (or FIREHOSE_EXPORTER_UAA_URL)")
         })?;
@@ -473,12 +554,37 @@ impl SourceArgs {
                 ));
             }
         };
-        let doppler = self.doppler_url.as_deref().ok_or_else(|| {
-            ConfigError::new(
-                "--doppler.url",
-                "required (or FIREHOSE_EXPORTER_DOPPLER_URL)",
-            )
-        })?;
+        let endpoint = match kind {
+            SourceKind::Gateway => {
+                let url = self.logging_url.as_deref().ok_or_else(|| {
+                    ConfigError::new(
+                        "--logging.url",
+                        "required to read the RLP gateway (or FIREHOSE_EXPORTER_LOGGING_URL)",
+                    )
+                })?;
+                if self.shard_id.is_empty() {
+                    return Err(ConfigError::new("--metrics.shard_id", "must not be empty"));
+                }
+                Endpoint::Gateway(read_url(url, &self.shard_id, false)?)
+            }
+            SourceKind::Firehose | SourceKind::Rlp => {
+                let doppler = self
+                    .doppler_url
+                    .as_deref()
+                    .or(self
+                        .logging_url
+                        .as_deref()
+                        .filter(|_| self.use_legacy_firehose))
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "--doppler.url",
+                            "required (or FIREHOSE_EXPORTER_DOPPLER_URL, or --logging.url \
+                             for the RLP gateway)",
+                        )
+                    })?;
+                Endpoint::Firehose(firehose_url(doppler, &self.subscription_id)?)
+            }
+        };
         if self.subscription_id.is_empty() || self.subscription_id.contains(['/', '?', '#']) {
             return Err(ConfigError::new(
                 "--doppler.subscription-id",
@@ -513,8 +619,7 @@ impl SourceArgs {
             token_url: token_url(uaa)?,
             client_id,
             client_secret,
-            firehose_url: firehose_url(doppler, &self.subscription_id)?,
-            gateway_url: None,
+            endpoint,
             subscription_id: self.subscription_id.clone(),
             min_retry_delay: self.min_retry_delay,
             max_retry_delay: self.max_retry_delay,

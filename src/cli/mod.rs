@@ -186,6 +186,73 @@ mod tests {
         assert_eq!(err, "--uaa.url: required (or FIREHOSE_EXPORTER_UAA_URL)");
     }
 
+    /// The transport follows --source, else the URL flags, as each
+    /// generation of the Go exporter set them.
+    #[test]
+    fn the_transport_is_chosen_or_inferred() {
+        use crate::source::Endpoint;
+        let uaa = [
+            "--uaa.url=https://uaa",
+            "--uaa.client-id=c",
+            "--uaa.client-secret=s",
+        ];
+        let resolve = |more: &[&str]| {
+            let args: Vec<&str> = uaa.iter().chain(more).copied().collect();
+            parse(&args).unwrap().source.resolve()
+        };
+        let endpoint = |more: &[&str]| resolve(more).unwrap().endpoint;
+        let gateway = |url: &str| Endpoint::Gateway(url.parse().unwrap());
+        let firehose = |url: &str| Endpoint::Firehose(url.parse().unwrap());
+        assert_eq!(
+            endpoint(&["--logging.url=https://log-stream.sys.example.com"]),
+            gateway(
+                "https://log-stream.sys.example.com/v2/read?shard_id=firehose_exporter&counter&gauge&timer"
+            )
+        );
+        assert_eq!(
+            endpoint(&[
+                "--source=gateway",
+                "--logging.url=http://127.0.0.1:8088",
+                "--metrics.shard_id=prom"
+            ]),
+            gateway("http://127.0.0.1:8088/v2/read?shard_id=prom&counter&gauge&timer")
+        );
+        assert_eq!(
+            endpoint(&[
+                "--logging.url=https://doppler.sys",
+                "--logging.use-legacy-firehose"
+            ]),
+            firehose("wss://doppler.sys/firehose/prometheus?filter-type=metrics")
+        );
+        assert_eq!(
+            endpoint(&["--doppler.url=wss://doppler.sys"]),
+            firehose("wss://doppler.sys/firehose/prometheus?filter-type=metrics")
+        );
+        let error = |more: &[&str]| resolve(more).unwrap_err().to_string();
+        for rlp in [
+            &["--logging.url=reverse-log-proxy.service.cf.internal:8082"][..],
+            &[
+                "--logging.url=https://rlp:8082",
+                "--logging.tls.cert=c.pem",
+                "--logging.tls.key=k.pem",
+            ],
+            &["--source=rlp", "--doppler.url=wss://tc"],
+        ] {
+            let e = error(rlp);
+            assert!(
+                e.starts_with("--source: the gRPC Reverse Log Proxy (rlp) is not available"),
+                "{e}"
+            );
+        }
+        assert!(
+            error(&["--doppler.url=wss://tc", "--logging.url=https://gw"])
+                .starts_with("--source: both --doppler.url and --logging.url")
+        );
+        assert!(error(&["--source=gateway"]).starts_with("--logging.url: required"));
+        assert!(error(&["--logging.url=ftp://gw"]).starts_with("--logging.url: "));
+        assert!(error(&[]).starts_with("--doppler.url: required"));
+    }
+
     #[test]
     fn secrets_do_not_show() {
         let cli = parse(&[

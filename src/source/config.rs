@@ -8,7 +8,25 @@ use url::Url;
 use super::supervisor::RetryPolicy;
 use crate::secret::Secret;
 
-/// Checked settings of the Firehose source.
+/// What the source connects to, and so which transport it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The v1 Firehose: its websocket URL with path and query.
+    Firehose(Url),
+    /// The RLP gateway: its `/v2/read` URL with the query.
+    Gateway(Url),
+}
+
+impl Endpoint {
+    /// The URL connected to.
+    pub fn url(&self) -> &Url {
+        match self {
+            Endpoint::Firehose(url) | Endpoint::Gateway(url) => url,
+        }
+    }
+}
+
+/// Checked settings of the source.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
     /// UAA token endpoint, `<uaa.url>/oauth/token`.
@@ -17,12 +35,9 @@ pub struct SourceConfig {
     pub client_id: String,
     /// UAA client secret.
     pub client_secret: Secret,
-    /// The Firehose websocket URL with path and query.
-    pub firehose_url: Url,
-    /// The RLP gateway's `/v2/read` URL with its query: when set, the
-    /// source is the gateway rather than the Firehose.
-    pub gateway_url: Option<Url>,
-    /// Subscription id (also in `firehose_url`).
+    /// What to connect to.
+    pub endpoint: Endpoint,
+    /// The Firehose subscription id (also in its URL).
     pub subscription_id: String,
     /// First reconnect delay.
     pub min_retry_delay: Duration,

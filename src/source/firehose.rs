@@ -17,9 +17,9 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::SourceConfig;
 use super::slow_consumer::SlowConsumerWatch;
 use super::supervisor::{ConnectError, Disconnect, Transport};
+use super::{Endpoint, SourceConfig};
 use super::{FrameBatch, FrameSender, MAX_BATCH, MAX_BATCH_BYTES, tls};
 use crate::config::ConfigError;
 use crate::source::uaa::{TokenSource, UaaError};
@@ -55,16 +55,17 @@ impl std::fmt::Debug for FirehoseSource {
 impl FirehoseSource {
     /// The transport for `config`, with tokens from `tokens`.
     pub fn new(
+        url: &Url,
         config: &SourceConfig,
         tokens: Arc<TokenSource>,
         telemetry: Telemetry,
     ) -> Result<Self, rustls::Error> {
-        let connector = match config.firehose_url.scheme() {
+        let connector = match url.scheme() {
             "wss" => Connector::Rustls(tls::client_config(config.skip_ssl_verify)?),
             _ => Connector::Plain,
         };
         Ok(Self {
-            url: config.firehose_url.clone(),
+            url: url.clone(),
             tokens,
             telemetry,
             connector,
@@ -289,13 +290,15 @@ mod http_header {
 }
 
 impl SourceConfig {
-    /// Subscribes with `filter-type=<filter>`, or with no filter.
+    /// Subscribes to the Firehose with `filter-type=<filter>`, or with no
+    /// filter; the other transports select by type in their own way.
     pub fn set_filter_type(&mut self, filter: Option<&str>) {
+        let Endpoint::Firehose(url) = &mut self.endpoint else {
+            return;
+        };
         match filter {
-            Some(filter) => self
-                .firehose_url
-                .set_query(Some(&format!("filter-type={filter}"))),
-            None => self.firehose_url.set_query(None),
+            Some(filter) => url.set_query(Some(&format!("filter-type={filter}"))),
+            None => url.set_query(None),
         }
     }
 }

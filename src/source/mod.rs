@@ -19,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch}
 
 use crate::telemetry::Telemetry;
 
-pub use config::SourceConfig;
+pub use config::{Endpoint, SourceConfig};
 
 /// Frames read together, handed to decoding in one queue slot.
 pub type FrameBatch = Vec<Bytes>;
