@@ -108,7 +108,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app::run(ExporterConfig::new(source, &cli.common)?, shutdown).await?;
         }
         Some(Command::Demo(args)) => {
-            let demo = demo::start_demo(&args.common, &args.workload, &args.faults).await?;
+            let demo =
+                demo::start_demo(&args.common, &args.workload, &args.faults, args.source).await?;
             let address = demo.exporter.address;
             let host = if address.ip().is_unspecified() {
                 "localhost".to_owned()

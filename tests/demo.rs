@@ -18,9 +18,48 @@ impl Drop for Running {
 
 #[test]
 fn demo_serves_platform_and_container_metrics_under_their_own_names() {
+    let parsed = demo(&[]);
+    check(&parsed);
+    assert!(
+        parsed
+            .value(
+                "cf_firehose_exporter_envelopes_received_total",
+                &[("event_type", "ValueMetric")]
+            )
+            .unwrap()
+            > 0.0
+    );
+}
+
+#[test]
+fn demo_over_the_rlp_gateway_serves_the_same_metrics() {
+    let parsed = demo(&["--sim.source", "gateway"]);
+    check(&parsed);
+    assert!(
+        parsed
+            .value(
+                "cf_firehose_exporter_envelopes_received_total",
+                &[("event_type", "gauge")]
+            )
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(
+        parsed.value(
+            "cf_firehose_exporter_envelopes_received_total",
+            &[("event_type", "ValueMetric")]
+        ),
+        Some(0.0)
+    );
+}
+
+/// Runs `demo` with `args` and returns its first body holding a whole
+/// round of the workload.
+fn demo(args: &[&str]) -> common::exposition::Exposition {
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_cf-firehose-exporter"))
         .args(["demo", "--web.listen-address", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -43,7 +82,7 @@ fn demo_serves_platform_and_container_metrics_under_their_own_names() {
         .build()
         .unwrap();
     let client = reqwest::Client::new();
-    let parsed = runtime.block_on(async {
+    runtime.block_on(async {
         loop {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
@@ -63,8 +102,11 @@ fn demo_serves_platform_and_container_metrics_under_their_own_names() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    });
+    })
+}
 
+/// What every demo must serve.
+fn check(parsed: &common::exposition::Exposition) {
     let capacity = parsed.find(
         "CapacityRemainingMemory",
         &[("origin", "rep"), ("bosh_job_name", "diego-cell")],

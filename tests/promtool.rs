@@ -36,7 +36,7 @@ async fn promtool_finds_no_problem_but_relayed_name_lints() {
         apps: 10,
         seed: 3,
     };
-    let demo = start_demo(&common, &workload, &Default::default())
+    let demo = start_demo(&common, &workload, &Default::default(), Default::default())
         .await
         .expect("demo starts");
     let url = format!("http://{}/metrics", demo.exporter.address);

@@ -1,13 +1,15 @@
-//! Command-line flags and environment variables: the exporter's in
-//! [`exporter`], their value parsers in [`parse`]. The simulator's own are
+//! Command-line flags and environment variables: the source's in
+//! [`source`], the shared ones in [`exporter`], their value parsers in [`parse`]. The simulator's own are
 //! in `sim::args`; the binary puts both together.
 
 pub(crate) mod exporter;
 pub mod parse;
+pub(crate) mod source;
 
 use clap::Parser;
 
-pub use exporter::{CommonArgs, SourceArgs};
+pub use exporter::CommonArgs;
+pub use source::{SourceArgs, SourceKind};
 
 /// The exporter's flags alone, without the simulator's subcommands.
 #[derive(Debug, Parser)]

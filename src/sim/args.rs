@@ -97,6 +97,24 @@ pub struct DemoArgs {
     /// Simulated faults.
     #[command(flatten)]
     pub faults: FaultArgs,
+    /// Which of the simulated foundation's transports the exporter reads.
+    #[arg(
+        long = "sim.source",
+        env = "FIREHOSE_EXPORTER_SIM_SOURCE",
+        value_enum,
+        default_value = "firehose"
+    )]
+    pub source: SimSource,
+}
+
+/// The transports of the simulated foundation that `demo` can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SimSource {
+    /// The v1 Firehose of the Traffic Controller.
+    #[default]
+    Firehose,
+    /// The v2 RLP gateway.
+    Gateway,
 }
 
 /// `simulate`: the simulated foundation alone.
@@ -108,6 +126,9 @@ pub struct SimulateArgs {
     /// Address of the simulated Traffic Controller.
     #[arg(long = "sim.doppler-address", env = "FIREHOSE_EXPORTER_SIM_DOPPLER_ADDRESS", default_value = "127.0.0.1:8081", value_parser = parse_listen_address)]
     pub doppler_address: SocketAddr,
+    /// Address of the simulated RLP gateway.
+    #[arg(long = "sim.gateway-address", env = "FIREHOSE_EXPORTER_SIM_GATEWAY_ADDRESS", default_value = "127.0.0.1:8088", value_parser = parse_listen_address)]
+    pub gateway_address: SocketAddr,
     /// Client id the simulated UAA accepts.
     #[arg(
         long = "sim.client-id",

@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use crate::app::{Exporter, ExporterConfig, StartError};
 use crate::cli::{CommonArgs, SourceArgs};
 use crate::config::ConfigError;
-use crate::sim::args::{FaultArgs, SimulateArgs, WorkloadArgs};
+use crate::sim::args::{FaultArgs, SimSource, SimulateArgs, WorkloadArgs};
 use crate::sim::faults::run_schedule;
 use crate::sim::traffic_controller::TcSettings;
 use crate::sim::workload::Workload;
@@ -29,12 +29,20 @@ impl Simulation {
     pub async fn start(
         uaa_address: SocketAddr,
         tc_address: SocketAddr,
+        gateway_address: SocketAddr,
         client: SimClient,
         workload: &WorkloadArgs,
         faults: &FaultArgs,
     ) -> std::io::Result<Self> {
         let foundation = std::sync::Arc::new(
-            Foundation::start(uaa_address, tc_address, client, TcSettings::default()).await?,
+            Foundation::start_with_gateway(
+                uaa_address,
+                tc_address,
+                gateway_address,
+                client,
+                TcSettings::default(),
+            )
+            .await?,
         );
         let stream = Workload::new(workload);
         tracing::info!(
@@ -46,10 +54,13 @@ impl Simulation {
         );
         let sending = foundation.clone();
         let rate = workload.rate;
-        let pacer =
-            tokio::spawn(
-                async move { pacer::run(stream, &sending.traffic_controller, rate).await },
-            );
+        let pacer = tokio::spawn(async move {
+            let targets = pacer::Targets {
+                traffic_controller: &sending.traffic_controller,
+                gateway: &sending.gateway,
+            };
+            pacer::run(stream, targets, rate).await
+        });
         let injecting = foundation.clone();
         let schedule = faults.clone();
         let faults = tokio::spawn(async move {
@@ -115,18 +126,30 @@ pub async fn start_demo(
     common: &CommonArgs,
     workload: &WorkloadArgs,
     faults: &FaultArgs,
+    transport: SimSource,
 ) -> Result<Demo, DemoError> {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let client = SimClient::default();
-    let simulation = Simulation::start(loopback, loopback, client.clone(), workload, faults)
-        .await
-        .map_err(DemoError::Simulation)?;
+    let simulation = Simulation::start(
+        loopback,
+        loopback,
+        loopback,
+        client.clone(),
+        workload,
+        faults,
+    )
+    .await
+    .map_err(DemoError::Simulation)?;
     let mut source = SourceArgs::new(
         simulation.foundation.uaa_url(),
         client.id.clone(),
         client.secret.clone(),
         simulation.foundation.doppler_url(),
     );
+    if transport == SimSource::Gateway {
+        source.doppler_url = None;
+        source.logging_url = Some(simulation.foundation.gateway_url());
+    }
     source.max_retry_delay = Duration::from_secs(5);
     let source = source.resolve()?;
     let config = ExporterConfig::new(source, common)?;
@@ -147,6 +170,7 @@ pub async fn start_simulation(args: &SimulateArgs) -> std::io::Result<Simulation
     Simulation::start(
         args.uaa_address,
         args.doppler_address,
+        args.gateway_address,
         client,
         &args.workload,
         &args.faults,

@@ -104,12 +104,31 @@ impl Foundation {
         client: SimClient,
         tc_settings: traffic_controller::TcSettings,
     ) -> std::io::Result<Self> {
+        let gateway_address = SocketAddr::new(tc_address.ip(), 0);
+        Self::start_with_gateway(
+            uaa_address,
+            tc_address,
+            gateway_address,
+            client,
+            tc_settings,
+        )
+        .await
+    }
+
+    /// As [`Foundation::start`], with the gateway on `gateway_address`.
+    pub async fn start_with_gateway(
+        uaa_address: SocketAddr,
+        tc_address: SocketAddr,
+        gateway_address: SocketAddr,
+        client: SimClient,
+        tc_settings: traffic_controller::TcSettings,
+    ) -> std::io::Result<Self> {
         let book = std::sync::Arc::new(TokenBook::default());
         let uaa = uaa::SimUaa::start(uaa_address, client.clone(), book.clone()).await?;
         let traffic_controller =
             traffic_controller::TrafficController::start(tc_address, tc_settings, book.clone())
                 .await?;
-        let gateway = gateway::Gateway::start(SocketAddr::new(tc_address.ip(), 0), book).await?;
+        let gateway = gateway::Gateway::start(gateway_address, book).await?;
         Ok(Self {
             uaa,
             traffic_controller,
