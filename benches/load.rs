@@ -13,6 +13,7 @@
 //! cargo bench --bench load -- --rate 200000 --seconds 60
 //! cargo bench --bench load -- --connections 2 --cells 100 --apps 2000
 //! cargo bench --bench load -- --runs 5 --seconds 10    # median of five runs
+//! cargo bench --bench load -- --source gateway --rate 100000  # the RLP gateway
 //! ```
 //!
 //! With `--runs N`, each run starts both processes afresh, and the summary
@@ -32,6 +33,8 @@ struct Options {
     apps: u64,
     warmup: u64,
     runs: u64,
+    /// The transport the exporter reads: firehose or gateway.
+    source: String,
 }
 
 impl Options {
@@ -44,6 +47,7 @@ impl Options {
             apps: 500,
             warmup: 5,
             runs: 1,
+            source: "firehose".into(),
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -61,13 +65,20 @@ impl Options {
                 "--apps" => o.apps = value(),
                 "--warmup" => o.warmup = value(),
                 "--runs" => o.runs = value().max(1),
+                "--source" => {
+                    o.source = args
+                        .get(i + 1)
+                        .filter(|s| matches!(s.as_str(), "firehose" | "gateway"))
+                        .unwrap_or_else(|| panic!("--source takes firehose or gateway"))
+                        .clone();
+                }
                 // Flags cargo passes to every bench.
                 "--bench" => {
                     i += 1;
                     continue;
                 }
                 other => panic!(
-                    "unknown option {other}; options: --rate --seconds --connections --cells --apps --warmup --runs"
+                    "unknown option {other}; options: --rate --seconds --connections --cells --apps --warmup --runs --source"
                 ),
             }
             i += 2;
@@ -211,12 +222,13 @@ fn main() {
 
 fn run(o: &Options) -> Run {
     let exe = env!("CARGO_BIN_EXE_cf-firehose-exporter");
-    let (uaa, tc, web) = (free_port(), free_port(), free_port());
+    let (uaa, tc, gateway, web) = (free_port(), free_port(), free_port(), free_port());
     let _simulation = Process(
         Command::new(exe)
             .args(["simulate", "--log.level", "warn"])
             .args(["--sim.uaa-address", &format!("127.0.0.1:{uaa}")])
             .args(["--sim.doppler-address", &format!("127.0.0.1:{tc}")])
+            .args(["--sim.gateway-address", &format!("127.0.0.1:{gateway}")])
             .args(["--sim.rate", &o.rate.to_string()])
             .args(["--sim.cells", &o.cells.to_string()])
             .args(["--sim.apps", &o.apps.to_string()])
@@ -233,7 +245,10 @@ fn run(o: &Options) -> Run {
             .args(["--uaa.url", &format!("http://127.0.0.1:{uaa}")])
             .args(["--uaa.client-id", "firehose-exporter"])
             .args(["--uaa.client-secret", "sim-secret"])
-            .args(["--doppler.url", &format!("ws://127.0.0.1:{tc}")])
+            .args(match o.source.as_str() {
+                "gateway" => ["--logging.url".to_owned(), format!("http://127.0.0.1:{gateway}")],
+                _ => ["--doppler.url".to_owned(), format!("ws://127.0.0.1:{tc}")],
+            })
             .args(["--doppler.connections", &o.connections.to_string()])
             .args(["--web.listen-address", &format!("127.0.0.1:{web}")])
             .spawn()
