@@ -246,7 +246,10 @@ fn run(o: &Options) -> Run {
             .args(["--uaa.client-id", "firehose-exporter"])
             .args(["--uaa.client-secret", "sim-secret"])
             .args(match o.source.as_str() {
-                "gateway" => ["--logging.url".to_owned(), format!("http://127.0.0.1:{gateway}")],
+                "gateway" => [
+                    "--logging.url".to_owned(),
+                    format!("http://127.0.0.1:{gateway}"),
+                ],
                 _ => ["--doppler.url".to_owned(), format!("ws://127.0.0.1:{tc}")],
             })
             .args(["--doppler.connections", &o.connections.to_string()])

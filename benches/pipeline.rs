@@ -1,6 +1,6 @@
 //! The hot paths, piece by piece: decoding (and checking) each envelope kind, translation
-//! plus store update for existing and for new series, and the exposition of
-//! 10k, 100k and 1M series in both formats.
+//! plus store update for existing and for new series, the same for the RLP gateway's JSON
+//! batches, and the exposition of 10k, 100k and 1M series in both formats.
 //!
 //! `cargo bench --bench pipeline`; figures are per envelope or per scrape.
 
@@ -14,7 +14,9 @@ use cf_firehose_exporter::ingest::Ingest;
 use cf_firehose_exporter::naming::native::NativeScheme;
 use cf_firehose_exporter::naming::{MetricKind, SeriesUpdate, Value};
 use cf_firehose_exporter::sim::args::WorkloadArgs;
+use cf_firehose_exporter::sim::v2::{batch_json, to_v2};
 use cf_firehose_exporter::sim::workload::Workload;
+use cf_firehose_exporter::source::Wire;
 use cf_firehose_exporter::store::SeriesStore;
 use cf_firehose_exporter::telemetry::Telemetry;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -37,6 +39,25 @@ fn workload_round() -> Vec<Bytes> {
         .collect()
 }
 
+/// The same round as the RLP gateway sends it: v2 envelopes, JSON batches
+/// of 100. Returns the batches and how many envelopes they hold.
+fn gateway_round() -> (Vec<Bytes>, u64) {
+    let mut workload = Workload::new(&WorkloadArgs {
+        rate: 0,
+        cells: 50,
+        apps: 500,
+        seed: 1,
+    });
+    let envelopes: Vec<_> = (0..workload.round_len())
+        .filter_map(|_| to_v2(&workload.next_envelope()))
+        .collect();
+    let batches = envelopes
+        .chunks(100)
+        .map(|chunk| Bytes::from(batch_json(chunk)))
+        .collect();
+    (batches, envelopes.len() as u64)
+}
+
 fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode");
     group.throughput(Throughput::Elements(1));
@@ -56,6 +77,15 @@ fn decode(c: &mut Criterion) {
         b.iter(|| {
             for frame in &round {
                 let _ = envelope::with_checked(frame, |e| e.map(|e| e.tags.len()));
+            }
+        })
+    });
+    let (batches, envelopes) = gateway_round();
+    group.throughput(Throughput::Elements(envelopes));
+    group.bench_function("gateway_round", |b| {
+        b.iter(|| {
+            for batch in &batches {
+                let _ = envelope::v2::decode_batch_json(batch).map(|b| b.batch.len());
             }
         })
     });
@@ -93,6 +123,18 @@ fn ingest(c: &mut Criterion) {
             },
             criterion::BatchSize::LargeInput,
         );
+    });
+    let (batches, envelopes) = gateway_round();
+    group.throughput(Throughput::Elements(envelopes));
+    group.bench_function("gateway_existing_series", |b| {
+        let telemetry = Telemetry::new();
+        let store = Arc::new(SeriesStore::new(
+            Duration::from_secs(600),
+            telemetry.clone(),
+        ));
+        let mut ingest = Ingest::new(NativeScheme::default(), store, telemetry);
+        ingest.batch_of(Wire::V2Json, &batches);
+        b.iter(|| ingest.batch_of(Wire::V2Json, &batches));
     });
     group.finish();
 }

@@ -11,7 +11,7 @@
 //! tests that hold the two paths to each other.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use super::events::envelope::EventType;
 use super::{EnvelopeRef, Fields, Payload, by_key, events};
@@ -109,7 +109,7 @@ fn fixed<'a>(
 
 /// Whether a gauge is a container's: more than one metric, and the five
 /// keys all present, none with an empty unit and a value of 0.
-fn is_container(metrics: &HashMap<String, proto::GaugeValue>) -> bool {
+fn is_container(metrics: &BTreeMap<String, proto::GaugeValue>) -> bool {
     metrics.len() > 1
         && CONTAINER_KEYS.iter().all(|key| {
             metrics
@@ -172,10 +172,7 @@ pub fn with_metrics(envelope: &Envelope, mut f: impl FnMut(&EnvelopeRef<'_>)) {
         }
         Some(Message::Gauge(gauge)) => {
             let tags = merged_tags(envelope, &deprecated, true);
-            let mut names: Vec<&String> = gauge.metrics.keys().collect();
-            names.sort_unstable();
-            for name in names {
-                let metric = &gauge.metrics[name];
+            for (name, metric) in &gauge.metrics {
                 let payload = Payload::Value {
                     name,
                     value: metric.value,
@@ -261,7 +258,7 @@ mod tests {
     use crate::naming::native::NativeScheme;
     use crate::naming::{NamingScheme, SeriesUpdate, Value};
 
-    fn tags(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -288,7 +285,10 @@ mod tests {
             job: Some("diego-cell".into()),
             index: Some("0c8b50b8".into()),
             ip: Some("10.0.5.12".into()),
-            tags: self::tags(tags),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..Default::default()
         }
     }

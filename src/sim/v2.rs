@@ -13,7 +13,11 @@ use crate::envelope::v2::{Envelope, Message, proto};
 /// `__v1_type`, `source_id` and `instance_id` as fields. `None` for what
 /// has no v2 form here.
 pub fn to_v2(v1: &events::Envelope) -> Option<Envelope> {
-    let mut tags = v1.tags.clone();
+    let mut tags: std::collections::BTreeMap<String, String> = v1
+        .tags
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let source_id = tags.remove("source_id");
     let instance_id = tags.remove("instance_id");
     let event_type = EventType::try_from(v1.event_type).ok()?;

@@ -4,7 +4,7 @@
 //! enums by name or number, and the snake-case names of `source_id`,
 //! `instance_id` and `deprecated_tags` or their older camel-case ones.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -44,9 +44,9 @@ struct JsonEnvelope {
     #[serde(default, alias = "instanceId", deserialize_with = "nullable")]
     instance_id: String,
     #[serde(default, alias = "deprecatedTags", deserialize_with = "nullable")]
-    deprecated_tags: HashMap<String, JsonValue>,
+    deprecated_tags: BTreeMap<String, JsonValue>,
     #[serde(default, deserialize_with = "nullable")]
-    tags: HashMap<String, String>,
+    tags: BTreeMap<String, String>,
     #[serde(default)]
     log: Option<JsonLog>,
     #[serde(default)]
@@ -160,7 +160,7 @@ struct JsonCounter {
 #[derive(Deserialize)]
 struct JsonGauge {
     #[serde(default, deserialize_with = "nullable")]
-    metrics: HashMap<String, JsonGaugeValue>,
+    metrics: BTreeMap<String, JsonGaugeValue>,
 }
 
 #[derive(Deserialize)]
@@ -190,14 +190,59 @@ struct JsonEvent {
 }
 
 /// A number as protojson writes it: a JSON number or a string holding one.
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// Read by a visitor of its own, not an untagged enum, which would buffer
+/// every value before trying each form.
 enum Number<'a> {
     Int(i64),
     Uint(u64),
     Float(f64),
-    #[serde(borrow)]
     Text(std::borrow::Cow<'a, str>),
+}
+
+struct NumberVisitor;
+
+impl<'de> de::Visitor<'de> for NumberVisitor {
+    type Value = Option<Number<'de>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a number, or a string holding one")
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+        Ok(Some(Number::Int(n)))
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(Some(match i64::try_from(n) {
+            Ok(n) => Number::Int(n),
+            Err(_) => Number::Uint(n),
+        }))
+    }
+
+    fn visit_f64<E: de::Error>(self, f: f64) -> Result<Self::Value, E> {
+        Ok(Some(Number::Float(f)))
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Number::Text(std::borrow::Cow::Borrowed(s))))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(Some(Number::Text(std::borrow::Cow::Owned(s.to_owned()))))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// A number or `null`.
+fn number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Number<'de>>, D::Error> {
+    d.deserialize_any(NumberVisitor)
 }
 
 /// `null` as the default, as protojson reads it.
@@ -210,7 +255,7 @@ fn int64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
 }
 
 fn option_int64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    match Option::<Number<'_>>::deserialize(d)? {
+    match number(d)? {
         None => Ok(None),
         Some(Number::Int(n)) => Ok(Some(n)),
         Some(Number::Text(text)) => text
@@ -222,7 +267,7 @@ fn option_int64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error
 }
 
 fn uint64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    match Option::<Number<'_>>::deserialize(d)? {
+    match number(d)? {
         None => Ok(0),
         Some(Number::Uint(n)) => Ok(n),
         Some(Number::Int(n)) => {
@@ -240,7 +285,7 @@ fn double<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 }
 
 fn option_double<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    match Option::<Number<'_>>::deserialize(d)? {
+    match number(d)? {
         None => Ok(None),
         Some(Number::Int(n)) => Ok(Some(n as f64)),
         Some(Number::Uint(n)) => Ok(Some(n as f64)),
