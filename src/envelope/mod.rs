@@ -164,6 +164,64 @@ impl<'a> std::ops::Deref for EnvelopeRef<'a> {
 }
 
 impl<'a> EnvelopeRef<'a> {
+    /// An owned copy, stamped with `timestamp`: the fields, the tags and
+    /// the metric it carries (nothing for [`Payload::Other`]).
+    pub fn to_envelope(&self, timestamp: Option<i64>) -> Envelope {
+        let owned = |s: Option<&str>| s.map(str::to_owned);
+        let mut envelope = Envelope {
+            origin: self.origin.to_owned(),
+            event_type: self.event_type as i32,
+            timestamp,
+            deployment: owned(self.deployment),
+            job: owned(self.job),
+            index: owned(self.index),
+            ip: owned(self.ip),
+            tags: self
+                .tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        match self.payload {
+            Payload::Value { name, value, unit } => {
+                envelope.value_metric = Some(ValueMetric {
+                    name: name.into(),
+                    value,
+                    unit: unit.into(),
+                })
+            }
+            Payload::Counter { name, delta, total } => {
+                envelope.counter_event = Some(CounterEvent {
+                    name: name.into(),
+                    delta,
+                    total,
+                })
+            }
+            Payload::Container {
+                application_id,
+                instance_index,
+                cpu_percentage,
+                memory_bytes,
+                disk_bytes,
+                memory_bytes_quota,
+                disk_bytes_quota,
+            } => {
+                envelope.container_metric = Some(ContainerMetric {
+                    application_id: application_id.into(),
+                    instance_index,
+                    cpu_percentage,
+                    memory_bytes,
+                    disk_bytes,
+                    memory_bytes_quota,
+                    disk_bytes_quota,
+                })
+            }
+            Payload::Other => {}
+        }
+        envelope
+    }
+
     /// The value of tag `key`, if sent.
     pub fn tag(&self, key: &str) -> Option<&'a str> {
         self.tags
@@ -357,56 +415,9 @@ pub fn decode(frame: &[u8]) -> Result<Envelope, DecodeError> {
 
 fn owned(raw: &view::Envelope) -> Result<Envelope, DecodeError> {
     let e = validate(raw)?.sorted()?;
-    let owned = |s: Option<&str>| s.map(str::to_owned);
-    let mut envelope = Envelope {
-        origin: e.origin.to_owned(),
-        event_type: e.event_type as i32,
-        timestamp: raw.timestamp,
-        deployment: owned(e.deployment),
-        job: owned(e.job),
-        index: owned(e.index),
-        ip: owned(e.ip),
-        tags: e
-            .tags
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Default::default()
-    };
+    let mut envelope = e.to_envelope(raw.timestamp);
     match e.payload {
-        Payload::Value { name, value, unit } => {
-            envelope.value_metric = Some(ValueMetric {
-                name: name.into(),
-                value,
-                unit: unit.into(),
-            })
-        }
-        Payload::Counter { name, delta, total } => {
-            envelope.counter_event = Some(CounterEvent {
-                name: name.into(),
-                delta,
-                total,
-            })
-        }
-        Payload::Container {
-            application_id,
-            instance_index,
-            cpu_percentage,
-            memory_bytes,
-            disk_bytes,
-            memory_bytes_quota,
-            disk_bytes_quota,
-        } => {
-            envelope.container_metric = Some(ContainerMetric {
-                application_id: application_id.into(),
-                instance_index,
-                cpu_percentage,
-                memory_bytes,
-                disk_bytes,
-                memory_bytes_quota,
-                disk_bytes_quota,
-            })
-        }
+        Payload::Value { .. } | Payload::Counter { .. } | Payload::Container { .. } => {}
         Payload::Other => {
             // These copy what they decode: nothing of the frame is kept.
             envelope.http_start_stop = raw

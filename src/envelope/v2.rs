@@ -195,59 +195,7 @@ pub fn with_metrics(envelope: &Envelope, mut f: impl FnMut(&EnvelopeRef<'_>)) {
 pub fn to_v1(envelope: &Envelope) -> Vec<events::Envelope> {
     let mut out = Vec::new();
     with_metrics(envelope, |metric| {
-        let text = |s: Option<&str>| s.map(str::to_owned);
-        let mut v1 = events::Envelope {
-            origin: metric.origin.to_owned(),
-            event_type: metric.event_type as i32,
-            timestamp: Some(envelope.timestamp),
-            deployment: text(metric.deployment),
-            job: text(metric.job),
-            index: text(metric.index),
-            ip: text(metric.ip),
-            tags: metric
-                .tags
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            ..Default::default()
-        };
-        match metric.payload {
-            Payload::Counter { name, delta, total } => {
-                v1.counter_event = Some(events::CounterEvent {
-                    name: name.to_owned(),
-                    delta,
-                    total,
-                });
-            }
-            Payload::Value { name, value, unit } => {
-                v1.value_metric = Some(events::ValueMetric {
-                    name: name.to_owned(),
-                    value,
-                    unit: unit.to_owned(),
-                });
-            }
-            Payload::Container {
-                application_id,
-                instance_index,
-                cpu_percentage,
-                memory_bytes,
-                disk_bytes,
-                memory_bytes_quota,
-                disk_bytes_quota,
-            } => {
-                v1.container_metric = Some(events::ContainerMetric {
-                    application_id: application_id.to_owned(),
-                    instance_index,
-                    cpu_percentage,
-                    memory_bytes,
-                    disk_bytes,
-                    memory_bytes_quota,
-                    disk_bytes_quota,
-                });
-            }
-            Payload::Other => return,
-        }
-        out.push(v1);
+        out.push(metric.to_envelope(Some(envelope.timestamp)));
     });
     out
 }

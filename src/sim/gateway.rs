@@ -149,14 +149,7 @@ impl Gateway {
 
     /// Waits until at least `n` streams are open, for at most `timeout`.
     pub async fn wait_for_connections(&self, n: usize, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while tokio::time::Instant::now() < deadline {
-            if self.connections() >= n {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.connections() >= n
+        super::poll_until(timeout, || self.connections() >= n).await
     }
 
     /// Sends `batch` to one stream of every shard, chosen at random within

@@ -24,6 +24,19 @@ use tokio::time::Instant;
 
 use crate::secret::Secret;
 
+/// Polls `done` every 10 ms until it holds, for at most `timeout`; says
+/// whether it held.
+pub(crate) async fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
 /// Tokens issued by the simulated UAA, checked by the simulated Traffic Controller.
 #[derive(Debug, Default)]
 pub struct TokenBook {

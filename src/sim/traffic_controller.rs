@@ -214,14 +214,7 @@ impl TrafficController {
 
     /// Waits until at least `n` connections are open, for at most `timeout`.
     pub async fn wait_for_connections(&self, n: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.connections() >= n {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.connections() >= n
+        super::poll_until(timeout, || self.connections() >= n).await
     }
 
     /// Handshakes upgraded so far.
