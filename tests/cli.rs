@@ -10,6 +10,8 @@ fn exporter() -> Command {
             command.env_remove(key);
         }
     }
+    // The Go v6's variable, without the prefix.
+    command.env_remove("USE_LEGACY_FIREHOSE");
     command
 }
 
@@ -187,6 +189,56 @@ fn a_bad_value_given_to_demo_is_a_flag_mistake_too() {
     let last = stderr.trim_end().lines().last().unwrap_or_default();
     assert!(
         last.starts_with("error: --filter.metric-names: "),
+        "{stderr}"
+    );
+}
+
+/// What a Go v7 BOSH job sets for its transport: until the gRPC Reverse Log
+/// Proxy is read, start-up stops with one line saying what to use instead,
+/// rather than reading something else.
+#[test]
+fn the_environment_of_a_v7_job_selects_the_rlp_and_says_it_is_not_available() {
+    let (code, _, stderr) = run(exporter()
+        .env("FIREHOSE_EXPORTER_LOGGING_URL", "q-s0.log-api.cf.bosh:8082")
+        .env(
+            "FIREHOSE_EXPORTER_LOGGING_TLS_CA",
+            "/var/vcap/jobs/x/config/ca.crt",
+        )
+        .env(
+            "FIREHOSE_EXPORTER_LOGGING_TLS_CERT",
+            "/var/vcap/jobs/x/config/client.crt",
+        )
+        .env(
+            "FIREHOSE_EXPORTER_LOGGING_TLS_KEY",
+            "/var/vcap/jobs/x/config/client.key",
+        )
+        .env("FIREHOSE_EXPORTER_SHARD_ID", "firehose_exporter")
+        .env("FIREHOSE_EXPORTER_METRICS_ENVIRONMENT", "prod"));
+    assert_eq!(code, 2);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: --source: the gRPC Reverse Log Proxy (rlp) is not available"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--logging.url https://log-stream."),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn two_transports_at_once_are_one_line_asking_which() {
+    let (code, _, stderr) = run(exporter().args([
+        "--uaa.url=https://uaa",
+        "--uaa.client-id=c",
+        "--uaa.client-secret=s",
+        "--doppler.url=wss://doppler",
+        "--logging.url=https://log-stream",
+    ]));
+    assert_eq!(code, 2);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--source: both --doppler.url and --logging.url"),
         "{stderr}"
     );
 }
