@@ -271,3 +271,21 @@ async fn refusals_are_reported_with_their_body_and_counted() {
             .await
     );
 }
+
+#[tokio::test]
+async fn an_error_answer_whose_body_never_ends_is_reported_from_its_start() {
+    let foundation = foundation().await;
+    foundation.gateway.set_refusal(Some(599));
+    let exporter = Exporter::start(gateway_config(&foundation)).await.unwrap();
+    let landing = format!("http://{}/", exporter.address);
+    let page = common::eventually("the refusal on the landing page", || async {
+        let page = reqwest::get(&landing).await.ok()?.text().await.ok()?;
+        page.contains("HTTP 503").then_some(page)
+    })
+    .await;
+    assert!(page.contains("xxxx"), "{page}");
+    assert!(
+        !page.contains(&"x".repeat(400)),
+        "only the start of the body is kept"
+    );
+}

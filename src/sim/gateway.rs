@@ -127,7 +127,8 @@ impl Gateway {
     }
 
     /// While set, requests with a good token are answered with this
-    /// error: 400 `missing_envelope_type` or 503 `streaming_unavailable`.
+    /// error: 400 `missing_envelope_type`, 503 `streaming_unavailable`, or
+    /// for any other status a 503 whose body never ends.
     pub fn set_refusal(&self, status: Option<u16>) {
         *self.inner.refusal.lock().unwrap_or_else(|e| e.into_inner()) = status;
     }
@@ -305,12 +306,20 @@ async fn read(
                 "query must provide at least one envelope type",
             );
         }
-        Some(_) => {
+        Some(503) => {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "streaming_unavailable",
                 "streaming is temporarily unavailable",
             );
+        }
+        Some(_) => {
+            let endless = futures_util::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let chunk = Bytes::from_static(&[b'x'; 4096]);
+                Some((Ok::<_, std::convert::Infallible>(chunk), ()))
+            });
+            return (StatusCode::SERVICE_UNAVAILABLE, Body::from_stream(endless)).into_response();
         }
         None => {}
     }

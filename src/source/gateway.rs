@@ -82,6 +82,8 @@ impl GatewaySource {
     ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(HANDSHAKE_TIMEOUT)
+            // A redirect is an answer to report, not a place to send the token.
+            .redirect(reqwest::redirect::Policy::none())
             .danger_accept_invalid_certs(skip_ssl_verify)
             .build()?;
         Ok(Self {
@@ -92,12 +94,22 @@ impl GatewaySource {
         })
     }
 
-    /// A body of an error answer for the log: its start, without the token.
-    async fn body(response: reqwest::Response, authorization: &str) -> String {
+    /// A body of an error answer for the log: its start, without the
+    /// token. No more than that is read, however much the server sends.
+    async fn body(mut response: reqwest::Response, authorization: &str) -> String {
         let token = authorization
             .strip_prefix("bearer ")
             .unwrap_or(authorization);
-        let bytes = response.bytes().await.unwrap_or_default();
+        let mut bytes = Vec::new();
+        let read = async {
+            while bytes.len() < BODY_SHOWN {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, read).await;
         String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_SHOWN)])
             .replace(token, "<token>")
             .trim_end()
