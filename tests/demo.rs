@@ -92,9 +92,16 @@ fn demo(args: &[&str]) -> common::exposition::Exposition {
                 let body = response.text().await.unwrap();
                 let parsed =
                     common::exposition::parse(&body).unwrap_or_else(|e| panic!("invalid: {e}"));
-                // The first round of the workload may still be arriving.
+                // The first round of the workload may still be arriving:
+                // wait for every cell's capacity, which `check` counts.
+                let cells = parsed
+                    .find(
+                        "CapacityRemainingMemory",
+                        &[("origin", "rep"), ("bosh_job_name", "diego-cell")],
+                    )
+                    .len();
                 if !parsed.find("cpu", &[]).is_empty()
-                    && !parsed.find("CapacityRemainingMemory", &[]).is_empty()
+                    && cells >= 10
                     && !parsed.find("total_requests_total", &[]).is_empty()
                 {
                     return parsed;
