@@ -70,6 +70,16 @@ fn counter(name: &str, total: u64) -> proto::Envelope {
     }
 }
 
+/// The exporter's landing page once it mentions `needle`.
+async fn landing_page_with(exporter: &Exporter, needle: &str) -> String {
+    let landing = format!("http://{}/", exporter.address);
+    common::eventually(&format!("{needle:?} on the landing page"), || async {
+        let page = reqwest::get(&landing).await.ok()?.text().await.ok()?;
+        page.contains(needle).then_some(page)
+    })
+    .await
+}
+
 /// The value of the one series of `name_total`, if any.
 fn total(body: &str, name: &str) -> Option<f64> {
     let parsed = common::exposition::parse(body).ok()?;
@@ -248,21 +258,12 @@ async fn refusals_are_reported_with_their_body_and_counted() {
     let foundation = foundation().await;
     foundation.gateway.set_refusal(Some(400));
     let exporter = Exporter::start(gateway_config(&foundation)).await.unwrap();
-    let landing = format!("http://{}/", exporter.address);
-    let page = common::eventually("the refusal on the landing page", || async {
-        let page = reqwest::get(&landing).await.ok()?.text().await.ok()?;
-        page.contains("missing_envelope_type").then_some(page)
-    })
-    .await;
+    let page = landing_page_with(&exporter, "missing_envelope_type").await;
     assert!(page.contains("HTTP 400"), "{page}");
     let body = scrape(&exporter).await;
     assert!(body.contains("cf_firehose_exporter_connect_errors_total{reason=\"rejected\"}"));
     foundation.gateway.set_refusal(Some(503));
-    common::eventually("the 503 on the landing page", || async {
-        let page = reqwest::get(&landing).await.ok()?.text().await.ok()?;
-        page.contains("streaming_unavailable").then_some(())
-    })
-    .await;
+    landing_page_with(&exporter, "streaming_unavailable").await;
     foundation.gateway.set_refusal(None);
     assert!(
         foundation
@@ -277,12 +278,7 @@ async fn an_error_answer_whose_body_never_ends_is_reported_from_its_start() {
     let foundation = foundation().await;
     foundation.gateway.set_refusal(Some(599));
     let exporter = Exporter::start(gateway_config(&foundation)).await.unwrap();
-    let landing = format!("http://{}/", exporter.address);
-    let page = common::eventually("the refusal on the landing page", || async {
-        let page = reqwest::get(&landing).await.ok()?.text().await.ok()?;
-        page.contains("HTTP 503").then_some(page)
-    })
-    .await;
+    let page = landing_page_with(&exporter, "HTTP 503").await;
     assert!(page.contains("xxxx"), "{page}");
     assert!(
         !page.contains(&"x".repeat(400)),

@@ -36,19 +36,6 @@ const FIXED_TAGS: [&str; 6] = ["origin", "deployment", "job", "index", "ip", "__
 /// The five keys of a container's gauge.
 const CONTAINER_KEYS: [&str; 5] = ["cpu", "memory", "disk", "memory_quota", "disk_quota"];
 
-/// What kind of message an envelope carries, for counting: `counter`,
-/// `gauge`, `timer`, `log`, `event`, or `none`.
-pub fn message_kind(envelope: &Envelope) -> &'static str {
-    match envelope.message {
-        Some(Message::Counter(_)) => "counter",
-        Some(Message::Gauge(_)) => "gauge",
-        Some(Message::Timer(_)) => "timer",
-        Some(Message::Log(_)) => "log",
-        Some(Message::Event(_)) => "event",
-        None => "none",
-    }
-}
-
 /// A deprecated tag's value as text, as the v1 conversion prints it.
 fn value_text(value: &proto::Value) -> Option<Cow<'_, str>> {
     match value.data.as_ref()? {
@@ -128,13 +115,16 @@ pub fn with_metrics(envelope: &Envelope, mut f: impl FnMut(&EnvelopeRef<'_>)) {
         .iter()
         .filter_map(|(key, value)| Some((key.as_str(), value_text(value)?)))
         .collect();
+    // Looked up once, however many metrics the envelope carries.
+    let [origin, deployment, job, index, ip] =
+        ["origin", "deployment", "job", "index", "ip"].map(|key| fixed(envelope, &deprecated, key));
     let fields = |event_type, payload| Fields {
-        origin: fixed(envelope, &deprecated, "origin"),
+        origin,
         event_type,
-        deployment: Some(fixed(envelope, &deprecated, "deployment")),
-        job: Some(fixed(envelope, &deprecated, "job")),
-        index: Some(fixed(envelope, &deprecated, "index")),
-        ip: Some(fixed(envelope, &deprecated, "ip")),
+        deployment: Some(deployment),
+        job: Some(job),
+        index: Some(index),
+        ip: Some(ip),
         payload,
     };
     match &envelope.message {
