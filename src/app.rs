@@ -22,6 +22,7 @@ use crate::ingest::filter::Filters;
 use crate::naming::native::NativeScheme;
 use crate::source::firehose::FirehoseSource;
 use crate::source::gateway::GatewaySource;
+use crate::source::rlp::RlpSource;
 use crate::source::supervisor::{SourceError, Supervisor};
 use crate::source::uaa::{TokenSource, UaaError};
 use crate::source::{Endpoint, SourceConfig};
@@ -186,8 +187,21 @@ impl Exporter {
             })?;
         let address = listener.local_addr().map_err(StartError::LocalAddress)?;
 
-        let tokens =
-            Arc::new(TokenSource::new(&config.source, telemetry.clone()).map_err(StartError::Uaa)?);
+        let tokens = match &config.source.uaa {
+            Some(uaa) if config.source.endpoint.needs_token() => Some(Arc::new(
+                TokenSource::new(uaa, config.source.skip_ssl_verify, telemetry.clone())
+                    .map_err(StartError::Uaa)?,
+            )),
+            _ => None,
+        };
+        let token_source = || {
+            tokens.clone().ok_or_else(|| {
+                StartError::Config(ConfigError::new(
+                    "--uaa.url",
+                    "required (or FIREHOSE_EXPORTER_UAA_URL)",
+                ))
+            })
+        };
         let ingest = Ingest::new(
             NativeScheme::new(config.environment.clone()).with_drop_tags(config.drop_tags.clone()),
             store.clone(),
@@ -207,7 +221,7 @@ impl Exporter {
             let source = match &config.source.endpoint {
                 Endpoint::Firehose(url) => {
                     let transport =
-                        FirehoseSource::new(url, &config.source, tokens.clone(), telemetry.clone())
+                        FirehoseSource::new(url, &config.source, token_source()?, telemetry.clone())
                             .map_err(StartError::FirehoseTls)?;
                     let supervisor =
                         Supervisor::new(transport, retry, frames, telemetry.clone(), state);
@@ -216,11 +230,22 @@ impl Exporter {
                 Endpoint::Gateway(url) => {
                     let transport = GatewaySource::new(
                         url.clone(),
-                        tokens.clone(),
+                        token_source()?,
                         config.source.skip_ssl_verify,
                         config.source.idle_timeout,
                     )
                     .map_err(StartError::GatewayClient)?;
+                    let supervisor =
+                        Supervisor::new(transport, retry, frames, telemetry.clone(), state);
+                    supervisor.with_index(index).run(shutdown.clone()).boxed()
+                }
+                Endpoint::Rlp(rlp) => {
+                    let transport = RlpSource::new(
+                        rlp,
+                        config.source.skip_ssl_verify,
+                        config.source.idle_timeout,
+                        config.source.max_frame_size,
+                    )?;
                     let supervisor =
                         Supervisor::new(transport, retry, frames, telemetry.clone(), state);
                     supervisor.with_index(index).run(shutdown.clone()).boxed()
@@ -245,6 +270,7 @@ impl Exporter {
         let source_name = match config.source.endpoint {
             Endpoint::Firehose(_) => "the Firehose source",
             Endpoint::Gateway(_) => "the RLP gateway source",
+            Endpoint::Rlp(_) => "the RLP source",
         };
         for (source, ingest, frames_rx) in connections {
             tasks.spawn(source_name, source);
@@ -292,7 +318,7 @@ impl Exporter {
             tls = config.web.tls.is_some(),
             basic_auth = config.web.auth.is_some(),
             path = %config.telemetry_path,
-            source = %config.source.endpoint.url(),
+            source = %config.source.endpoint,
             connections = config.source.connections,
             max_http_connections = limits.max_connections,
             "serving metrics"

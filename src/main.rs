@@ -129,13 +129,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             demo.exporter.wait().await?;
         }
         Some(Command::Simulate(args)) => {
-            let simulation = demo::start_simulation(&args).await?;
+            let (simulation, rlp_files) = demo::start_simulation(&args).await?;
             let f = &simulation.foundation;
             logging::print_stdout(&format!(
-                "simulate: UAA on {} (client id {:?}), Traffic Controller on {}",
+                "simulate: UAA on {} (client id {:?}), Traffic Controller on {}, RLP gateway on {}, \
+                 RLP on {} (client certificate {}, key {}, CA {})",
                 f.uaa_url(),
                 args.client_id,
-                f.doppler_url()
+                f.doppler_url(),
+                f.gateway_url(),
+                f.rlp_address(),
+                rlp_files.cert.display(),
+                rlp_files.key.display(),
+                rlp_files.ca.as_deref().unwrap_or(std::path::Path::new("")).display(),
             ));
             shutdown.cancelled().await;
         }

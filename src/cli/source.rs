@@ -12,8 +12,10 @@ use crate::config::ConfigError;
 use crate::secret::Secret;
 use crate::source::firehose::firehose_url;
 use crate::source::gateway::read_url;
+use crate::source::rlp::{DEFAULT_SERVER_NAME, rlp_address};
+use crate::source::tls::{MutualTlsFiles, mutual_tls_config};
 use crate::source::uaa::token_url;
-use crate::source::{Endpoint, SourceConfig};
+use crate::source::{Endpoint, RlpEndpoint, SourceConfig, UaaConfig};
 
 /// Where and how to read the Firehose.
 #[derive(Debug, Clone, Args)]
@@ -186,6 +188,14 @@ pub struct SourceArgs {
         value_name = "PATH"
     )]
     pub logging_tls_key: Option<std::path::PathBuf>,
+    /// The name the RLP's certificate must be valid for, whatever address is dialled.
+    #[arg(
+        long = "logging.tls.server-name",
+        env = "FIREHOSE_EXPORTER_LOGGING_TLS_SERVER_NAME",
+        default_value = DEFAULT_SERVER_NAME,
+        value_name = "NAME"
+    )]
+    pub logging_tls_server_name: String,
 }
 
 impl SourceArgs {
@@ -239,14 +249,90 @@ impl SourceArgs {
     /// Checks the flags and builds the source settings.
     pub fn resolve(&self) -> Result<SourceConfig, ConfigError> {
         let kind = self.kind()?;
-        if kind == SourceKind::Rlp {
+        let (uaa, endpoint) = match kind {
+            SourceKind::Rlp => {
+                if self.uaa_url.is_some() || self.uaa_client_id.is_some() {
+                    tracing::warn!(
+                        "--uaa.* is not used: the RLP takes client certificates, not a token"
+                    );
+                }
+                (None, Endpoint::Rlp(self.rlp()?))
+            }
+            SourceKind::Gateway => {
+                let url = self.logging_url.as_deref().ok_or_else(|| {
+                    ConfigError::new(
+                        "--logging.url",
+                        "required to read the RLP gateway (or FIREHOSE_EXPORTER_LOGGING_URL)",
+                    )
+                })?;
+                if self.shard_id.is_empty() {
+                    return Err(ConfigError::new("--metrics.shard_id", "must not be empty"));
+                }
+                let endpoint = Endpoint::Gateway(read_url(url, &self.shard_id, false)?);
+                (Some(self.uaa()?), endpoint)
+            }
+            SourceKind::Firehose => {
+                let doppler = self
+                    .doppler_url
+                    .as_deref()
+                    .or(self
+                        .logging_url
+                        .as_deref()
+                        .filter(|_| self.use_legacy_firehose))
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "--doppler.url",
+                            "required (or FIREHOSE_EXPORTER_DOPPLER_URL, or --logging.url \
+                             for the RLP gateway or the RLP)",
+                        )
+                    })?;
+                let endpoint = Endpoint::Firehose(firehose_url(doppler, &self.subscription_id)?);
+                (Some(self.uaa()?), endpoint)
+            }
+        };
+        if self.subscription_id.is_empty() || self.subscription_id.contains(['/', '?', '#']) {
             return Err(ConfigError::new(
-                "--source",
-                "the gRPC Reverse Log Proxy (rlp) is not available in this version: read the \
-                 RLP gateway (--logging.url https://log-stream.<system domain> with UAA \
-                 credentials) or the Firehose (--doppler.url)",
+                "--doppler.subscription-id",
+                format!(
+                    "{:?} must be non-empty and hold no '/', '?' or '#'",
+                    self.subscription_id
+                ),
             ));
         }
+        if self.min_retry_delay.is_zero() || self.min_retry_delay > self.max_retry_delay {
+            return Err(ConfigError::new(
+                "--doppler.min-retry-delay",
+                "must be above zero and not above --doppler.max-retry-delay",
+            ));
+        }
+        if self.max_retry_count == Some(0) {
+            return Err(ConfigError::new(
+                "--doppler.max-retry-count",
+                "must be at least 1 (leave it out to retry forever)",
+            ));
+        }
+        if !(1024..=1 << 30).contains(&self.max_frame_size) {
+            return Err(ConfigError::new(
+                "--doppler.max-frame-size",
+                "must be between 1KiB and 1GiB",
+            ));
+        }
+        Ok(SourceConfig {
+            uaa,
+            endpoint,
+            subscription_id: self.subscription_id.clone(),
+            min_retry_delay: self.min_retry_delay,
+            max_retry_delay: self.max_retry_delay,
+            connections: usize::from(self.connections.max(1)),
+            max_retry_count: self.max_retry_count,
+            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            max_frame_size: self.max_frame_size,
+            skip_ssl_verify: self.skip_ssl_verify,
+        })
+    }
+
+    /// The UAA client, for the transports that take a token.
+    fn uaa(&self) -> Result<UaaConfig, ConfigError> {
         let uaa = self.uaa_url.as_deref().ok_or_else(|| {
             ConfigError::new("--uaa.url", "required (or FIREHOSE_EXPORTER_UAA_URL)")
         })?;
@@ -277,81 +363,63 @@ impl SourceArgs {
                 ));
             }
         };
-        let endpoint = match kind {
-            SourceKind::Gateway => {
-                let url = self.logging_url.as_deref().ok_or_else(|| {
-                    ConfigError::new(
-                        "--logging.url",
-                        "required to read the RLP gateway (or FIREHOSE_EXPORTER_LOGGING_URL)",
-                    )
-                })?;
-                if self.shard_id.is_empty() {
-                    return Err(ConfigError::new("--metrics.shard_id", "must not be empty"));
-                }
-                Endpoint::Gateway(read_url(url, &self.shard_id, false)?)
-            }
-            SourceKind::Firehose | SourceKind::Rlp => {
-                let doppler = self
-                    .doppler_url
-                    .as_deref()
-                    .or(self
-                        .logging_url
-                        .as_deref()
-                        .filter(|_| self.use_legacy_firehose))
-                    .ok_or_else(|| {
-                        ConfigError::new(
-                            "--doppler.url",
-                            "required (or FIREHOSE_EXPORTER_DOPPLER_URL, or --logging.url \
-                             for the RLP gateway)",
-                        )
-                    })?;
-                Endpoint::Firehose(firehose_url(doppler, &self.subscription_id)?)
-            }
-        };
-        if self.subscription_id.is_empty() || self.subscription_id.contains(['/', '?', '#']) {
-            return Err(ConfigError::new(
-                "--doppler.subscription-id",
-                format!(
-                    "{:?} must be non-empty and hold no '/', '?' or '#'",
-                    self.subscription_id
-                ),
-            ));
-        }
-        if self.min_retry_delay.is_zero() || self.min_retry_delay > self.max_retry_delay {
-            return Err(ConfigError::new(
-                "--doppler.min-retry-delay",
-                "must be above zero and not above --doppler.max-retry-delay",
-            ));
-        }
-        if self.max_retry_count == Some(0) {
-            return Err(ConfigError::new(
-                "--doppler.max-retry-count",
-                "must be at least 1 (leave it out to retry forever)",
-            ));
-        }
-        if !(1024..=1 << 30).contains(&self.max_frame_size) {
-            return Err(ConfigError::new(
-                "--doppler.max-frame-size",
-                "must be between 1KiB and 1GiB",
-            ));
-        }
         if self.uaa_timeout.is_zero() {
             return Err(ConfigError::new("--uaa.timeout", "must be above zero"));
         }
-        Ok(SourceConfig {
+        Ok(UaaConfig {
             token_url: token_url(uaa)?,
             client_id,
             client_secret,
-            endpoint,
-            subscription_id: self.subscription_id.clone(),
-            min_retry_delay: self.min_retry_delay,
-            max_retry_delay: self.max_retry_delay,
-            connections: usize::from(self.connections.max(1)),
-            max_retry_count: self.max_retry_count,
-            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
-            max_frame_size: self.max_frame_size,
-            uaa_timeout: self.uaa_timeout,
-            skip_ssl_verify: self.skip_ssl_verify,
+            timeout: self.uaa_timeout,
+        })
+    }
+
+    /// The RLP's address and certificates, each file checked.
+    fn rlp(&self) -> Result<RlpEndpoint, ConfigError> {
+        let url = self.logging_url.as_deref().ok_or_else(|| {
+            ConfigError::new(
+                "--logging.url",
+                "required to read the RLP: its host:port (or FIREHOSE_EXPORTER_LOGGING_URL)",
+            )
+        })?;
+        if self.shard_id.is_empty() {
+            return Err(ConfigError::new("--metrics.shard_id", "must not be empty"));
+        }
+        let required = |path: &Option<std::path::PathBuf>, flag: &'static str, env: &str| {
+            path.clone().ok_or_else(|| {
+                ConfigError::new(
+                    flag,
+                    format!("required to read the RLP, which takes client certificates (or {env})"),
+                )
+            })
+        };
+        let tls = MutualTlsFiles {
+            ca: self.logging_tls_ca.clone(),
+            cert: required(
+                &self.logging_tls_cert,
+                "--logging.tls.cert",
+                "FIREHOSE_EXPORTER_LOGGING_TLS_CERT",
+            )?,
+            key: required(
+                &self.logging_tls_key,
+                "--logging.tls.key",
+                "FIREHOSE_EXPORTER_LOGGING_TLS_KEY",
+            )?,
+        };
+        // Every file read now, so that a bad one stops start-up.
+        mutual_tls_config(&tls, self.skip_ssl_verify)?;
+        if rustls::pki_types::ServerName::try_from(self.logging_tls_server_name.as_str()).is_err() {
+            return Err(ConfigError::new(
+                "--logging.tls.server-name",
+                format!("{:?} is not a DNS name or IP address", self.logging_tls_server_name),
+            ));
+        }
+        Ok(RlpEndpoint {
+            address: rlp_address(url)?,
+            server_name: self.logging_tls_server_name.clone(),
+            tls,
+            shard_id: self.shard_id.clone(),
+            logs: false,
         })
     }
 }

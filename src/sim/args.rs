@@ -115,6 +115,8 @@ pub enum SimSource {
     Firehose,
     /// The v2 RLP gateway.
     Gateway,
+    /// The v2 gRPC Reverse Log Proxy, with mutual TLS.
+    Rlp,
 }
 
 /// `simulate`: the simulated foundation alone.
@@ -129,6 +131,17 @@ pub struct SimulateArgs {
     /// Address of the simulated RLP gateway.
     #[arg(long = "sim.gateway-address", env = "FIREHOSE_EXPORTER_SIM_GATEWAY_ADDRESS", default_value = "127.0.0.1:8088", value_parser = parse_listen_address)]
     pub gateway_address: SocketAddr,
+    /// Address of the simulated RLP (gRPC with mutual TLS).
+    #[arg(long = "sim.rlp-address", env = "FIREHOSE_EXPORTER_SIM_RLP_ADDRESS", default_value = "127.0.0.1:8082", value_parser = parse_listen_address)]
+    pub rlp_address: SocketAddr,
+    /// Folder the RLP client's certificate, key and CA are written to (default: a new
+    /// one in the system's temporary folder).
+    #[arg(
+        long = "sim.rlp-certs-dir",
+        env = "FIREHOSE_EXPORTER_SIM_RLP_CERTS_DIR",
+        value_name = "PATH"
+    )]
+    pub rlp_certs_dir: Option<std::path::PathBuf>,
     /// Client id the simulated UAA accepts.
     #[arg(
         long = "sim.client-id",

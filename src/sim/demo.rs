@@ -13,7 +13,7 @@ use crate::sim::args::{FaultArgs, SimSource, SimulateArgs, WorkloadArgs};
 use crate::sim::faults::run_schedule;
 use crate::sim::traffic_controller::TcSettings;
 use crate::sim::workload::Workload;
-use crate::sim::{Foundation, SimClient, pacer};
+use crate::sim::{Foundation, SimAddresses, SimClient, pacer};
 
 /// A simulated foundation with its workload flowing.
 #[derive(Debug)]
@@ -27,23 +27,13 @@ pub struct Simulation {
 impl Simulation {
     /// Starts the servers on the given addresses and the workload at its rate.
     pub async fn start(
-        uaa_address: SocketAddr,
-        tc_address: SocketAddr,
-        gateway_address: SocketAddr,
+        addresses: SimAddresses,
         client: SimClient,
         workload: &WorkloadArgs,
         faults: &FaultArgs,
     ) -> std::io::Result<Self> {
-        let foundation = std::sync::Arc::new(
-            Foundation::start_with_gateway(
-                uaa_address,
-                tc_address,
-                gateway_address,
-                client,
-                TcSettings::default(),
-            )
-            .await?,
-        );
+        let foundation =
+            std::sync::Arc::new(Foundation::start_on(addresses, client, TcSettings::default()).await?);
         let stream = Workload::new(workload);
         tracing::info!(
             series = stream.round_len(),
@@ -58,6 +48,7 @@ impl Simulation {
             let targets = pacer::Targets {
                 traffic_controller: &sending.traffic_controller,
                 gateway: &sending.gateway,
+                rlp: &sending.rlp,
             };
             pacer::run(stream, targets, rate).await
         });
@@ -130,25 +121,41 @@ pub async fn start_demo(
 ) -> Result<Demo, DemoError> {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let client = SimClient::default();
-    let simulation = Simulation::start(
-        loopback,
-        loopback,
-        loopback,
-        client.clone(),
-        workload,
-        faults,
-    )
-    .await
-    .map_err(DemoError::Simulation)?;
+    let addresses = SimAddresses {
+        uaa: loopback,
+        traffic_controller: loopback,
+        gateway: loopback,
+        rlp: loopback,
+    };
+    let simulation = Simulation::start(addresses, client.clone(), workload, faults)
+        .await
+        .map_err(DemoError::Simulation)?;
     let mut source = SourceArgs::new(
         simulation.foundation.uaa_url(),
         client.id.clone(),
         client.secret.clone(),
         simulation.foundation.doppler_url(),
     );
-    if transport == SimSource::Gateway {
-        source.doppler_url = None;
-        source.logging_url = Some(simulation.foundation.gateway_url());
+    let foundation = &simulation.foundation;
+    match transport {
+        SimSource::Firehose => {}
+        SimSource::Gateway => {
+            source.doppler_url = None;
+            source.logging_url = Some(foundation.gateway_url());
+        }
+        SimSource::Rlp => {
+            let files = foundation
+                .rlp_client_files()
+                .map_err(DemoError::Simulation)?;
+            source.doppler_url = None;
+            source.uaa_url = None;
+            source.uaa_client_id = None;
+            source.uaa_client_secret = None;
+            source.logging_url = Some(foundation.rlp_address());
+            source.logging_tls_ca = files.ca;
+            source.logging_tls_cert = Some(files.cert);
+            source.logging_tls_key = Some(files.key);
+        }
     }
     source.max_retry_delay = Duration::from_secs(5);
     let source = source.resolve()?;
@@ -160,20 +167,26 @@ pub async fn start_demo(
     })
 }
 
-/// Starts the simulated foundation as `simulate` describes it.
-pub async fn start_simulation(args: &SimulateArgs) -> std::io::Result<Simulation> {
+/// Starts the simulated foundation as `simulate` describes it; returns it
+/// and the files of the RLP's client certificate.
+pub async fn start_simulation(
+    args: &SimulateArgs,
+) -> std::io::Result<(Simulation, crate::source::tls::MutualTlsFiles)> {
     let client = SimClient {
         id: args.client_id.clone(),
         secret: args.client_secret.clone(),
         token_lifetime: args.token_lifetime,
     };
-    Simulation::start(
-        args.uaa_address,
-        args.doppler_address,
-        args.gateway_address,
-        client,
-        &args.workload,
-        &args.faults,
-    )
-    .await
+    let addresses = SimAddresses {
+        uaa: args.uaa_address,
+        traffic_controller: args.doppler_address,
+        gateway: args.gateway_address,
+        rlp: args.rlp_address,
+    };
+    let simulation = Simulation::start(addresses, client, &args.workload, &args.faults).await?;
+    let files = match &args.rlp_certs_dir {
+        Some(dir) => simulation.foundation.pki.write_client_files(dir)?,
+        None => simulation.foundation.rlp_client_files()?,
+    };
+    Ok((simulation, files))
 }

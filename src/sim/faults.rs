@@ -146,6 +146,16 @@ impl Foundation {
     pub async fn inject(&self, fault: Fault) {
         let tc = &self.traffic_controller;
         let cut = || tc.close_all(1000, "");
+        // The RLP meets the faults it has a form of.
+        match fault {
+            Fault::CloseNormal => self.rlp.end_all(),
+            Fault::Reset | Fault::ClosePolicy | Fault::Hang => self.rlp.reset_all(),
+            Fault::Unavailable => {
+                self.rlp.set_refusal(Some(tonic::Code::Unavailable));
+                self.rlp.reset_all();
+            }
+            _ => {}
+        }
         match fault {
             Fault::CloseNormal => cut(),
             Fault::ClosePolicy => tc.close_all(1008, KEEPALIVE_REASON),
@@ -193,6 +203,7 @@ impl Foundation {
     pub fn heal(&self) {
         self.uaa.set_mode(UaaMode::Normal);
         self.traffic_controller.set_unavailable(false);
+        self.rlp.set_refusal(None);
     }
 }
 

@@ -21,8 +21,8 @@ use rand::RngExt;
 use tokio::sync::mpsc;
 
 use super::TokenBook;
-use super::v2::batch_json;
-use crate::envelope::v2::{Envelope, Message};
+use super::v2::{Selection, batch_json};
+use crate::envelope::v2::Envelope;
 
 /// Batches buffered per connection before publishing waits.
 const CONNECTION_BUFFER: usize = 1024;
@@ -38,26 +38,6 @@ enum Command {
     Closing,
     /// The end of the response, without a word.
     End,
-}
-
-/// The envelope types a query selects, as bits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Selection(u8);
-
-impl Selection {
-    const KINDS: [&'static str; 5] = ["log", "counter", "gauge", "timer", "event"];
-
-    fn wants(self, envelope: &Envelope) -> bool {
-        let bit = match envelope.message {
-            Some(Message::Log(_)) => 0,
-            Some(Message::Counter(_)) => 1,
-            Some(Message::Gauge(_)) => 2,
-            Some(Message::Timer(_)) => 3,
-            Some(Message::Event(_)) => 4,
-            None => return false,
-        };
-        self.0 & (1 << bit) != 0
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -276,8 +256,8 @@ async fn read(
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         if key == "shard_id" {
             shard = value.to_owned();
-        } else if let Some(bit) = Selection::KINDS.iter().position(|k| *k == key) {
-            selection |= 1 << bit;
+        } else if let Some(kind) = Selection::kind(key) {
+            selection |= kind.0;
         }
     }
     if selection == 0 {

@@ -9,6 +9,8 @@ pub mod demo;
 pub mod faults;
 pub mod gateway;
 pub(crate) mod pacer;
+pub mod pki;
+pub mod rlp;
 pub mod traffic_controller;
 pub mod uaa;
 pub mod v2;
@@ -105,8 +107,25 @@ pub struct Foundation {
     pub traffic_controller: traffic_controller::TrafficController,
     /// The RLP Gateway, on a port of its own on the Traffic Controller's address.
     pub gateway: gateway::Gateway,
+    /// The RLP, with mutual TLS.
+    pub rlp: rlp::Rlp,
+    /// The RLP's certificates and the client's.
+    pub pki: pki::SimPki,
     /// The client UAA accepts.
     pub client: SimClient,
+}
+
+/// Where the simulated foundation's servers listen (port 0 for any).
+#[derive(Debug, Clone, Copy)]
+pub struct SimAddresses {
+    /// UAA.
+    pub uaa: SocketAddr,
+    /// The Traffic Controller.
+    pub traffic_controller: SocketAddr,
+    /// The RLP Gateway.
+    pub gateway: SocketAddr,
+    /// The RLP.
+    pub rlp: SocketAddr,
 }
 
 impl Foundation {
@@ -117,35 +136,39 @@ impl Foundation {
         client: SimClient,
         tc_settings: traffic_controller::TcSettings,
     ) -> std::io::Result<Self> {
-        let gateway_address = SocketAddr::new(tc_address.ip(), 0);
-        Self::start_with_gateway(
-            uaa_address,
-            tc_address,
-            gateway_address,
-            client,
-            tc_settings,
-        )
-        .await
+        let other = SocketAddr::new(tc_address.ip(), 0);
+        let addresses = SimAddresses {
+            uaa: uaa_address,
+            traffic_controller: tc_address,
+            gateway: other,
+            rlp: other,
+        };
+        Self::start_on(addresses, client, tc_settings).await
     }
 
-    /// As [`Foundation::start`], with the gateway on `gateway_address`.
-    pub async fn start_with_gateway(
-        uaa_address: SocketAddr,
-        tc_address: SocketAddr,
-        gateway_address: SocketAddr,
+    /// As [`Foundation::start`], every server on its given address.
+    pub async fn start_on(
+        addresses: SimAddresses,
         client: SimClient,
         tc_settings: traffic_controller::TcSettings,
     ) -> std::io::Result<Self> {
         let book = std::sync::Arc::new(TokenBook::default());
-        let uaa = uaa::SimUaa::start(uaa_address, client.clone(), book.clone()).await?;
-        let traffic_controller =
-            traffic_controller::TrafficController::start(tc_address, tc_settings, book.clone())
-                .await?;
-        let gateway = gateway::Gateway::start(gateway_address, book).await?;
+        let uaa = uaa::SimUaa::start(addresses.uaa, client.clone(), book.clone()).await?;
+        let traffic_controller = traffic_controller::TrafficController::start(
+            addresses.traffic_controller,
+            tc_settings,
+            book.clone(),
+        )
+        .await?;
+        let gateway = gateway::Gateway::start(addresses.gateway, book).await?;
+        let pki = pki::SimPki::generate("simulated Loggregator CA").map_err(std::io::Error::other)?;
+        let rlp = rlp::Rlp::start(addresses.rlp, &pki).await?;
         Ok(Self {
             uaa,
             traffic_controller,
             gateway,
+            rlp,
+            pki,
             client,
         })
     }
@@ -164,6 +187,23 @@ impl Foundation {
     /// The RLP Gateway's base URL.
     pub fn gateway_url(&self) -> String {
         format!("http://{}", self.gateway.address)
+    }
+
+    /// The RLP's address, `host:port`.
+    pub fn rlp_address(&self) -> String {
+        self.rlp.address.to_string()
+    }
+
+    /// Writes the RLP client's certificate, key and CA into a new folder
+    /// of the system's temporary folder, for an exporter to read.
+    pub fn rlp_client_files(&self) -> std::io::Result<crate::source::tls::MutualTlsFiles> {
+        static FOLDERS: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "cf-firehose-exporter-sim-{}-{}",
+            std::process::id(),
+            FOLDERS.fetch_add(1, Ordering::Relaxed)
+        ));
+        self.pki.write_client_files(&dir)
     }
 
     /// The Traffic Controller's base URL.

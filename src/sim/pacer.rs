@@ -1,7 +1,7 @@
 //! Sends a workload to the simulated Traffic Controller and RLP gateway at
 //! a steady rate, or as fast as the consumers read (rate 0) from envelopes
-//! prepared in advance. The gateway gets the same envelopes in their v2
-//! form, in batches, while it has streams open.
+//! prepared in advance. The RLP gateway and the RLP get the same envelopes
+//! in their v2 form, in batches, while they have streams open.
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use prost::Message;
 use tokio::time::Instant;
 
 use super::gateway::Gateway;
+use super::rlp::{PreparedBatch, Rlp};
 use super::traffic_controller::{FrameKind, TrafficController};
 use super::v2::to_v2;
 use super::workload::Workload;
@@ -18,8 +19,8 @@ use crate::envelope::v2;
 /// Frames encoded in advance for rate 0: at least this many, whole rounds.
 const BLAST_FRAMES: usize = 1 << 17;
 
-/// Envelopes per batch sent to the gateway, as the RLP batches them.
-const GATEWAY_BATCH: usize = 100;
+/// Envelopes per batch sent to the v2 transports, as the RLP batches them.
+const V2_BATCH: usize = 100;
 
 /// Where the workload goes.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +29,15 @@ pub struct Targets<'a> {
     pub traffic_controller: &'a TrafficController,
     /// The v2 RLP gateway.
     pub gateway: &'a Gateway,
+    /// The v2 RLP.
+    pub rlp: &'a Rlp,
+}
+
+impl Targets<'_> {
+    /// Whether a v2 transport has a stream open.
+    fn v2_streaming(&self) -> bool {
+        self.gateway.connections() > 0 || self.rlp.connections() > 0
+    }
 }
 
 /// Publishes `rate` envelopes per second from `workload` until dropped; with
@@ -39,25 +49,25 @@ pub async fn run(mut workload: Workload, targets: Targets<'_>, rate: u32) {
     }
     let rate = f64::from(rate);
     let mut pending = Vec::new();
-    let mut streaming = targets.gateway.connections() > 0;
+    let mut streaming = targets.v2_streaming();
     for _ in 0..workload.round_len() {
         publish(&mut workload, targets, streaming, &mut pending).await;
     }
-    flush(targets.gateway, &mut pending).await;
+    flush(targets, &mut pending).await;
     let started = Instant::now();
     let mut sent = 0u64;
     let mut ticker = tokio::time::interval(Duration::from_millis(10));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        streaming = targets.gateway.connections() > 0;
+        streaming = targets.v2_streaming();
         let due = (started.elapsed().as_secs_f64() * rate) as u64;
         // After a stall, catch up by at most a tenth of a second's worth.
         let burst = (due - sent.min(due)).min((rate / 10.0).max(1.0) as u64);
         for _ in 0..burst {
             publish(&mut workload, targets, streaming, &mut pending).await;
         }
-        flush(targets.gateway, &mut pending).await;
+        flush(targets, &mut pending).await;
         sent = sent.max(due.saturating_sub(burst)) + burst;
     }
 }
@@ -72,11 +82,12 @@ async fn blast(mut workload: Workload, targets: Targets<'_>) {
         .collect();
     let frames: Vec<(Bytes, FrameKind)> = envelopes.iter().map(encode).collect();
     let batches: Vec<Vec<v2::Envelope>> = envelopes
-        .chunks(GATEWAY_BATCH)
+        .chunks(V2_BATCH)
         .map(|chunk| chunk.iter().filter_map(to_v2).collect())
         .collect();
+    let prepared: Vec<PreparedBatch> = batches.iter().cloned().map(PreparedBatch::new).collect();
     loop {
-        for (frames, batch) in frames.chunks(GATEWAY_BATCH).zip(&batches) {
+        for ((frames, batch), prepared) in frames.chunks(V2_BATCH).zip(&batches).zip(&prepared) {
             let mut taken = 0;
             for (frame, kind) in frames {
                 taken += targets
@@ -86,6 +97,9 @@ async fn blast(mut workload: Workload, targets: Targets<'_>) {
             }
             if targets.gateway.connections() > 0 {
                 taken += targets.gateway.publish(batch).await;
+            }
+            if targets.rlp.connections() > 0 {
+                taken += targets.rlp.publish_prepared(prepared).await;
             }
             if taken == 0 {
                 // Nobody is listening: wait for a consumer instead of spinning.
@@ -115,15 +129,20 @@ async fn publish(
     targets.traffic_controller.publish(frame, kind).await;
     if streaming {
         pending.extend(to_v2(&envelope));
-        if pending.len() >= GATEWAY_BATCH {
-            flush(targets.gateway, pending).await;
+        if pending.len() >= V2_BATCH {
+            flush(targets, pending).await;
         }
     }
 }
 
-async fn flush(gateway: &Gateway, pending: &mut Vec<v2::Envelope>) {
+async fn flush(targets: Targets<'_>, pending: &mut Vec<v2::Envelope>) {
     if !pending.is_empty() {
-        gateway.publish(pending).await;
+        if targets.gateway.connections() > 0 {
+            targets.gateway.publish(pending).await;
+        }
+        if targets.rlp.connections() > 0 {
+            targets.rlp.publish(pending).await;
+        }
         pending.clear();
     }
 }

@@ -8,6 +8,50 @@ use serde_json::{Map, Value, json};
 use crate::envelope::events::{self, envelope::EventType};
 use crate::envelope::v2::{Envelope, Message, proto};
 
+/// The envelope types a query selects, as bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Selection(pub(crate) u8);
+
+impl Selection {
+    const KINDS: [&'static str; 5] = ["log", "counter", "gauge", "timer", "event"];
+
+    /// The kind named `name` in a gateway query: `counter`, say.
+    pub(crate) fn kind(name: &str) -> Option<Self> {
+        let bit = Self::KINDS.iter().position(|k| *k == name)?;
+        Some(Self(1 << bit))
+    }
+
+    /// The kinds of a v2 subscription's selectors, whatever their source id.
+    pub(crate) fn of_selectors(selectors: &[proto::Selector]) -> Self {
+        use proto::selector::Message as Kind;
+        let bits = selectors.iter().fold(0, |bits, selector| {
+            let name = match selector.message {
+                Some(Kind::Log(_)) => "log",
+                Some(Kind::Counter(_)) => "counter",
+                Some(Kind::Gauge(_)) => "gauge",
+                Some(Kind::Timer(_)) => "timer",
+                Some(Kind::Event(_)) => "event",
+                None => return bits,
+            };
+            bits | Self::kind(name).map_or(0, |kind| kind.0)
+        });
+        Self(bits)
+    }
+
+    /// Whether the subscription wants `envelope`.
+    pub(crate) fn wants(self, envelope: &Envelope) -> bool {
+        let bit = match envelope.message {
+            Some(Message::Log(_)) => 0,
+            Some(Message::Counter(_)) => 1,
+            Some(Message::Gauge(_)) => 2,
+            Some(Message::Timer(_)) => 3,
+            Some(Message::Event(_)) => 4,
+            None => return false,
+        };
+        self.0 & (1 << bit) != 0
+    }
+}
+
 /// The v2 envelope an agent sends for the v1 envelope `v1` of the
 /// Firehose: origin and the BOSH fields as tags, the v1 type in
 /// `__v1_type`, `source_id` and `instance_id` as fields. `None` for what

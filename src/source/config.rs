@@ -6,6 +6,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::supervisor::RetryPolicy;
+use super::tls::MutualTlsFiles;
 use crate::secret::Secret;
 
 /// What the source connects to, and so which transport it is.
@@ -15,26 +16,67 @@ pub enum Endpoint {
     Firehose(Url),
     /// The RLP gateway: its `/v2/read` URL with the query.
     Gateway(Url),
+    /// The gRPC Reverse Log Proxy.
+    Rlp(RlpEndpoint),
+}
+
+/// Where and how to subscribe to the Reverse Log Proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RlpEndpoint {
+    /// `host:port`.
+    pub address: String,
+    /// The name its certificate must hold (`reverselogproxy`).
+    pub server_name: String,
+    /// The client certificate and the CA.
+    pub tls: MutualTlsFiles,
+    /// Subscribers with the same shard id split the stream.
+    pub shard_id: String,
+    /// Whether logs are selected too.
+    pub logs: bool,
 }
 
 impl Endpoint {
-    /// The URL connected to.
-    pub fn url(&self) -> &Url {
+    /// The URL connected to, for the transports that have one.
+    pub fn url(&self) -> Option<&Url> {
         match self {
-            Endpoint::Firehose(url) | Endpoint::Gateway(url) => url,
+            Endpoint::Firehose(url) | Endpoint::Gateway(url) => Some(url),
+            Endpoint::Rlp(_) => None,
+        }
+    }
+
+    /// Whether the transport authenticates with a UAA token.
+    pub fn needs_token(&self) -> bool {
+        !matches!(self, Endpoint::Rlp(_))
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Firehose(url) | Endpoint::Gateway(url) => url.fmt(f),
+            Endpoint::Rlp(rlp) => write!(f, "{} (TLS name {})", rlp.address, rlp.server_name),
         }
     }
 }
 
-/// Checked settings of the source.
+/// The UAA client of the transports that need a token.
 #[derive(Debug, Clone)]
-pub struct SourceConfig {
+pub struct UaaConfig {
     /// UAA token endpoint, `<uaa.url>/oauth/token`.
     pub token_url: Url,
     /// UAA client id.
     pub client_id: String,
     /// UAA client secret.
     pub client_secret: Secret,
+    /// Time allowed for one token request.
+    pub timeout: Duration,
+}
+
+/// Checked settings of the source.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// The UAA client; `None` for the RLP, which takes client certificates.
+    pub uaa: Option<UaaConfig>,
     /// What to connect to.
     pub endpoint: Endpoint,
     /// The Firehose subscription id (also in its URL).
@@ -51,13 +93,31 @@ pub struct SourceConfig {
     pub idle_timeout: Option<Duration>,
     /// Largest frame accepted.
     pub max_frame_size: usize,
-    /// Time allowed for one token request.
-    pub uaa_timeout: Duration,
     /// Skip TLS verification.
     pub skip_ssl_verify: bool,
 }
 
 impl SourceConfig {
+    /// Subscribes to what the filters let through: on the Firehose with
+    /// `filter-type=<filter>` (no filter: everything); on v2, logs are
+    /// selected with the metrics unless the filter is `metrics`.
+    pub fn set_filter_type(&mut self, filter: Option<&str>) {
+        let logs = filter != Some("metrics");
+        match &mut self.endpoint {
+            Endpoint::Firehose(url) => match filter {
+                Some(filter) => url.set_query(Some(&format!("filter-type={filter}"))),
+                None => url.set_query(None),
+            },
+            Endpoint::Gateway(url) => {
+                let query = url.query().unwrap_or_default();
+                let metrics = query.strip_suffix("&log").unwrap_or(query).to_owned();
+                let query = if logs { format!("{metrics}&log") } else { metrics };
+                url.set_query(Some(&query));
+            }
+            Endpoint::Rlp(rlp) => rlp.logs = logs,
+        }
+    }
+
     /// The reconnect settings.
     pub fn retry(&self) -> RetryPolicy {
         RetryPolicy {

@@ -19,7 +19,7 @@ use url::Url;
 
 use super::slow_consumer::SlowConsumerWatch;
 use super::supervisor::{ConnectError, Disconnect, Transport};
-use super::{Endpoint, SourceConfig};
+use super::SourceConfig;
 use super::{FrameBatch, FrameSender, MAX_BATCH, MAX_BATCH_BYTES, tls};
 use crate::config::ConfigError;
 use crate::source::uaa::{TokenSource, UaaError};
@@ -287,20 +287,6 @@ impl FirehoseSource {
 
 mod http_header {
     pub use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
-}
-
-impl SourceConfig {
-    /// Subscribes to the Firehose with `filter-type=<filter>`, or with no
-    /// filter; the other transports select by type in their own way.
-    pub fn set_filter_type(&mut self, filter: Option<&str>) {
-        let Endpoint::Firehose(url) = &mut self.endpoint else {
-            return;
-        };
-        match filter {
-            Some(filter) => url.set_query(Some(&format!("filter-type={filter}"))),
-            None => url.set_query(None),
-        }
-    }
 }
 
 /// The Firehose URL, `<doppler>/firehose/<id>?filter-type=metrics`, with the

@@ -16,7 +16,7 @@ use url::Url;
 use super::sse::{SseEvent, SseReader};
 use super::supervisor::{ConnectError, Disconnect, Transport};
 use super::uaa::{TokenSource, UaaError};
-use super::{FrameBatch, FrameSender, MAX_BATCH, MAX_BATCH_BYTES, Wire};
+use super::{FrameBatch, FrameSender, MAX_BATCH, MAX_BATCH_BYTES, Wire, error_chain};
 use crate::config::ConfigError;
 
 /// Time allowed for TCP, TLS and the response's headers together.
@@ -236,18 +236,6 @@ impl Transport for GatewaySource {
             }
         }
     }
-}
-
-/// An error and its causes, on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -6,10 +6,12 @@ pub(crate) mod backoff;
 mod config;
 pub(crate) mod firehose;
 pub mod gateway;
+pub mod grpc;
+pub mod rlp;
 pub(crate) mod slow_consumer;
 pub mod sse;
 pub mod supervisor;
-mod tls;
+pub mod tls;
 pub mod uaa;
 
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch}
 
 use crate::telemetry::Telemetry;
 
-pub use config::{Endpoint, SourceConfig};
+pub use config::{Endpoint, RlpEndpoint, SourceConfig, UaaConfig};
 
 /// Frames read together, handed to decoding in one queue slot.
 pub type FrameBatch = Vec<Bytes>;
@@ -37,6 +39,8 @@ pub enum Wire {
     V1,
     /// Each frame is a v2 `EnvelopeBatch` as JSON (the RLP Gateway).
     V2Json,
+    /// Each frame is a v2 `EnvelopeBatch` as protobuf (the RLP).
+    V2Proto,
 }
 
 /// A batch waiting for decoding. It holds its share of the queue's byte
@@ -148,6 +152,22 @@ impl FrameSender {
             .envelopes_dropped("queue_full")
             .inc_by(frames as u64);
     }
+}
+
+/// An error and its causes, on one line.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Wrappers often repeat their cause: say each thing once.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The states of a source's connections, combined into one for the

@@ -75,6 +75,16 @@ pub enum ConnectError {
         /// Start of the body, without the token.
         body: String,
     },
+    /// The subscription was answered with a gRPC status other than OK.
+    #[error("{peer} refused the subscription with gRPC status {code}: {message:?}")]
+    Refused {
+        /// Who answered.
+        peer: &'static str,
+        /// The status code's name: "Unavailable".
+        code: String,
+        /// The message that came with it.
+        message: String,
+    },
     /// Network, TLS or protocol failure, or timeout.
     #[error("cannot reach the {peer}: {error}")]
     Unreachable {
@@ -92,7 +102,7 @@ impl ConnectError {
             ConnectError::Uaa(UaaError::Credentials(_)) => "uaa_credentials",
             ConnectError::Uaa(_) => "uaa_error",
             ConnectError::Unauthorized { .. } => "unauthorized",
-            ConnectError::Rejected { .. } => "rejected",
+            ConnectError::Rejected { .. } | ConnectError::Refused { .. } => "rejected",
             ConnectError::Unreachable { .. } => "unreachable",
         }
     }

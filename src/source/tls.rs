@@ -1,7 +1,14 @@
-//! TLS client settings for the websocket: the system's roots, or no
-//! verification at all when the operator asks for it.
+//! TLS client settings: for the websocket and the gateway, the system's
+//! roots, or no verification at all when the operator asks for it; for the
+//! RLP, mutual TLS with the platform's CA and a client certificate.
 
+use std::path::Path;
 use std::sync::Arc;
+
+use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::config::ConfigError;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, ring};
@@ -32,6 +39,73 @@ pub fn client_config(skip_verify: bool) -> Result<Arc<ClientConfig>, rustls::Err
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
+    Ok(Arc::new(config))
+}
+
+/// The files of a client certificate and of the CA that signed the server's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MutualTlsFiles {
+    /// CA certificates (PEM) the server's certificate must chain to;
+    /// `None` with `--skip-ssl-verify` only.
+    pub ca: Option<std::path::PathBuf>,
+    /// The client certificate (PEM), with its chain.
+    pub cert: std::path::PathBuf,
+    /// The client certificate's key (PEM).
+    pub key: std::path::PathBuf,
+}
+
+/// A client config that presents the certificate of `files` and trusts only
+/// their CA (or anything, with `skip_verify`), offering HTTP/2. Each file
+/// that cannot be used fails with the flag, the path and the cause.
+pub fn mutual_tls_config(
+    files: &MutualTlsFiles,
+    skip_verify: bool,
+) -> Result<Arc<ClientConfig>, ConfigError> {
+    let fail = |flag: &'static str, path: &Path, cause: &dyn std::fmt::Display| {
+        ConfigError::new(flag, format!("{}: {cause}", path.display()))
+    };
+    let certificates = |flag: &'static str, path: &Path| {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| fail(flag, path, &e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| fail(flag, path, &e))?;
+        if certs.is_empty() {
+            return Err(fail(flag, path, &"no PEM certificate in the file"));
+        }
+        Ok(certs)
+    };
+    let chain = certificates("--logging.tls.cert", &files.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| fail("--logging.tls.key", &files.key, &e))?;
+    let provider = Arc::new(ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::new("--logging.tls.cert", e.to_string()))?;
+    let builder = match (&files.ca, skip_verify) {
+        (_, true) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider))),
+        (Some(ca), false) => {
+            let mut roots = RootCertStore::empty();
+            for cert in certificates("--logging.tls.ca", ca)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| fail("--logging.tls.ca", ca, &e))?;
+            }
+            builder.with_root_certificates(roots)
+        }
+        (None, false) => {
+            return Err(ConfigError::new(
+                "--logging.tls.ca",
+                "required with client certificates (the CA that signed the RLP's certificate), \
+                 or FIREHOSE_EXPORTER_LOGGING_TLS_CA",
+            ));
+        }
+    };
+    let mut config = builder
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| fail("--logging.tls.key", &files.key, &format!("cannot be used with {}: {e}", files.cert.display())))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }
 

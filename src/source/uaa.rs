@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::SourceConfig;
+use super::UaaConfig;
 use crate::config::ConfigError;
 use crate::telemetry::Telemetry;
 
@@ -74,8 +74,13 @@ impl std::fmt::Debug for TokenSource {
 }
 
 impl TokenSource {
-    /// A token source for the client in `config`.
-    pub fn new(config: &SourceConfig, telemetry: Telemetry) -> Result<Self, UaaError> {
+    /// A token source for the client in `config`, verifying UAA's
+    /// certificate unless `skip_ssl_verify`.
+    pub fn new(
+        config: &UaaConfig,
+        skip_ssl_verify: bool,
+        telemetry: Telemetry,
+    ) -> Result<Self, UaaError> {
         let encode =
             |s: &str| -> String { url::form_urlencoded::byte_serialize(s.as_bytes()).collect() };
         let pair = format!(
@@ -94,11 +99,11 @@ impl TokenSource {
         let http = reqwest::Client::builder()
             // Following redirects would hand the credentials to another host.
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.uaa_timeout)
+            .timeout(config.timeout)
             // A token is fetched every few hours at most: a pooled connection
             // would only be a stale one by then.
             .pool_max_idle_per_host(0)
-            .danger_accept_invalid_certs(config.skip_ssl_verify)
+            .danger_accept_invalid_certs(skip_ssl_verify)
             .build()
             .map_err(|e| UaaError::Unreachable(e.to_string()))?;
         Ok(Self {
