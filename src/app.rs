@@ -220,9 +220,13 @@ impl Exporter {
             let (retry, state) = (config.source.retry(), states.reporter(index));
             let source = match &config.source.endpoint {
                 Endpoint::Firehose(url) => {
-                    let transport =
-                        FirehoseSource::new(url, &config.source, token_source()?, telemetry.clone())
-                            .map_err(StartError::FirehoseTls)?;
+                    let transport = FirehoseSource::new(
+                        url,
+                        &config.source,
+                        token_source()?,
+                        telemetry.clone(),
+                    )
+                    .map_err(StartError::FirehoseTls)?;
                     let supervisor =
                         Supervisor::new(transport, retry, frames, telemetry.clone(), state);
                     supervisor.with_index(index).run(shutdown.clone()).boxed()

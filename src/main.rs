@@ -141,7 +141,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 f.rlp_address(),
                 rlp_files.cert.display(),
                 rlp_files.key.display(),
-                rlp_files.ca.as_deref().unwrap_or(std::path::Path::new("")).display(),
+                rlp_files
+                    .ca
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display(),
             ));
             shutdown.cancelled().await;
         }

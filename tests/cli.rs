@@ -193,37 +193,49 @@ fn a_bad_value_given_to_demo_is_a_flag_mistake_too() {
     );
 }
 
-/// What a Go v7 BOSH job sets for its transport: until the gRPC Reverse Log
-/// Proxy is read, start-up stops with one line saying what to use instead,
-/// rather than reading something else.
+/// What a Go v7 BOSH job sets for its transport, with a certificate file
+/// that is not there: one line naming the flag and the file. (With real
+/// files the same environment streams from the RLP: tests/rlp.rs.)
 #[test]
-fn the_environment_of_a_v7_job_selects_the_rlp_and_says_it_is_not_available() {
-    let (code, _, stderr) = run(exporter()
-        .env("FIREHOSE_EXPORTER_LOGGING_URL", "q-s0.log-api.cf.bosh:8082")
-        .env(
-            "FIREHOSE_EXPORTER_LOGGING_TLS_CA",
-            "/var/vcap/jobs/x/config/ca.crt",
-        )
-        .env(
-            "FIREHOSE_EXPORTER_LOGGING_TLS_CERT",
-            "/var/vcap/jobs/x/config/client.crt",
-        )
-        .env(
-            "FIREHOSE_EXPORTER_LOGGING_TLS_KEY",
-            "/var/vcap/jobs/x/config/client.key",
-        )
-        .env("FIREHOSE_EXPORTER_SHARD_ID", "firehose_exporter")
-        .env("FIREHOSE_EXPORTER_METRICS_ENVIRONMENT", "prod"));
+fn a_missing_certificate_file_of_a_v7_job_is_one_line_naming_it() {
+    let dir = std::env::temp_dir().join(format!("cf-firehose-exporter-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("client.crt"), dir.join("client.key"));
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    std::fs::write(&key, "").unwrap();
+    let v7 = |ca: &str, cert: &std::path::Path| {
+        let mut command = exporter();
+        command
+            .env("FIREHOSE_EXPORTER_LOGGING_URL", "q-s0.log-api.cf.bosh:8082")
+            .env("FIREHOSE_EXPORTER_LOGGING_TLS_CA", ca)
+            .env("FIREHOSE_EXPORTER_LOGGING_TLS_CERT", cert)
+            .env("FIREHOSE_EXPORTER_LOGGING_TLS_KEY", &key)
+            .env("FIREHOSE_EXPORTER_SHARD_ID", "firehose_exporter")
+            .env("FIREHOSE_EXPORTER_METRICS_ENVIRONMENT", "prod");
+        run(&mut command)
+    };
+    let (code, _, stderr) = v7("/var/vcap/jobs/x/config/ca.crt", &cert);
     assert_eq!(code, 2);
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(
-        stderr.starts_with("error: --source: the gRPC Reverse Log Proxy (rlp) is not available"),
+        stderr.starts_with(&format!(
+            "error: --logging.tls.cert: {}: no PEM certificate in the file",
+            cert.display()
+        )),
         "{stderr}"
     );
+    let missing = dir.join("nowhere.crt");
+    let (code, _, stderr) = v7("/var/vcap/jobs/x/config/ca.crt", &missing);
+    assert_eq!(code, 2);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("--logging.url https://log-stream."),
+        stderr.starts_with(&format!(
+            "error: --logging.tls.cert: {}: ",
+            missing.display()
+        )),
         "{stderr}"
     );
+    assert!(stderr.to_lowercase().contains("no such file"), "{stderr}");
 }
 
 #[test]

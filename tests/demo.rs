@@ -33,7 +33,17 @@ fn demo_serves_platform_and_container_metrics_under_their_own_names() {
 
 #[test]
 fn demo_over_the_rlp_gateway_serves_the_same_metrics() {
-    let parsed = demo(&["--sim.source", "gateway"]);
+    v2_demo("gateway");
+}
+
+#[test]
+fn demo_over_the_rlp_serves_the_same_metrics() {
+    v2_demo("rlp");
+}
+
+/// A demo reading the v2 transport `source`.
+fn v2_demo(source: &str) {
+    let parsed = demo(&["--sim.source", source]);
     check(&parsed);
     assert!(
         parsed

@@ -17,7 +17,9 @@ use common::{Exposition, Harness, eventually};
 /// Quick timeouts so that every fault is met and left within a second.
 fn quick(mut config: ExporterConfig) -> ExporterConfig {
     config.source.idle_timeout = Some(Duration::from_secs(1));
-    config.source.uaa_timeout = Duration::from_millis(300);
+    if let Some(uaa) = &mut config.source.uaa {
+        uaa.timeout = Duration::from_millis(300);
+    }
     config.source.max_frame_size = 1 << 20;
     config.source.min_retry_delay = Duration::from_millis(20);
     config.source.max_retry_delay = Duration::from_millis(200);

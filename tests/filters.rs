@@ -205,7 +205,12 @@ async fn asking_for_log_messages_subscribes_to_them() {
             ..CommonArgs::default()
         };
         let config = ExporterConfig::new(source.clone(), &common).unwrap();
-        config.source.endpoint.url().query().map(str::to_owned)
+        config
+            .source
+            .endpoint
+            .url()
+            .and_then(|u| u.query())
+            .map(str::to_owned)
     };
     assert_eq!(query(&[]).as_deref(), Some("filter-type=metrics"));
     assert_eq!(

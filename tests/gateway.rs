@@ -1,15 +1,16 @@
 //! The RLP Gateway transport against the simulated gateway over loopback:
-//! the same workload gives the same series as the Firehose; events split
+//! the same workload gives the same series as the Firehose and the RLP; events split
 //! across reads, heartbeats alone, the `closing` event, a stale token and
 //! refusals each do what the gateway's clients must.
 
 mod common;
 
+use common::{landing_page_with, scrape, total, v2_counter as counter};
+
 use std::time::Duration;
 
 use bytes::Bytes;
 use cf_firehose_exporter::app::{Exporter, ExporterConfig};
-use cf_firehose_exporter::envelope::v2::{self, proto};
 use cf_firehose_exporter::sim::Foundation;
 use cf_firehose_exporter::sim::args::WorkloadArgs;
 use cf_firehose_exporter::sim::traffic_controller::FrameKind;
@@ -33,11 +34,6 @@ fn gateway_config(foundation: &Foundation) -> ExporterConfig {
     config
 }
 
-async fn scrape(exporter: &Exporter) -> String {
-    let url = format!("http://{}/metrics", exporter.address);
-    reqwest::get(url).await.unwrap().text().await.unwrap()
-}
-
 /// The relayed series of a body, sorted: the self metrics and the
 /// comments left out.
 fn relayed(body: &str) -> Vec<String> {
@@ -50,49 +46,16 @@ fn relayed(body: &str) -> Vec<String> {
     lines
 }
 
-fn counter(name: &str, total: u64) -> proto::Envelope {
-    proto::Envelope {
-        source_id: "gorouter".into(),
-        tags: [
-            ("origin", "gorouter"),
-            ("deployment", "cf"),
-            ("job", "router"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-        message: Some(v2::Message::Counter(proto::Counter {
-            name: name.into(),
-            delta: 1,
-            total,
-        })),
-        ..Default::default()
-    }
-}
-
-/// The exporter's landing page once it mentions `needle`.
-async fn landing_page_with(exporter: &Exporter, needle: &str) -> String {
-    let landing = format!("http://{}/", exporter.address);
-    common::eventually(&format!("{needle:?} on the landing page"), || async {
-        let page = reqwest::get(&landing).await.ok()?.text().await.ok()?;
-        page.contains(needle).then_some(page)
-    })
-    .await
-}
-
-/// The value of the one series of `name_total`, if any.
-fn total(body: &str, name: &str) -> Option<f64> {
-    let parsed = common::exposition::parse(body).ok()?;
-    parsed.value(&format!("{name}_total"), &[])
-}
-
 #[tokio::test]
-async fn the_same_workload_gives_the_same_series_over_the_firehose_and_the_gateway() {
+async fn the_same_workload_gives_the_same_series_over_every_transport() {
     let foundation = foundation().await;
     let firehose = Exporter::start(common::config_for(&foundation, Duration::from_secs(600)))
         .await
         .unwrap();
     let gateway = Exporter::start(gateway_config(&foundation)).await.unwrap();
+    let rlp = Exporter::start(common::rlp_config(&foundation))
+        .await
+        .unwrap();
     let patience = Duration::from_secs(10);
     assert!(
         foundation
@@ -101,6 +64,7 @@ async fn the_same_workload_gives_the_same_series_over_the_firehose_and_the_gatew
             .await
     );
     assert!(foundation.gateway.wait_for_connections(1, patience).await);
+    assert!(foundation.rlp.wait_for_connections(1, patience).await);
     let args = WorkloadArgs {
         rate: 0,
         cells: 2,
@@ -122,19 +86,23 @@ async fn the_same_workload_gives_the_same_series_over_the_firehose_and_the_gatew
         batch.extend(to_v2(&v1));
         if batch.len() == 100 {
             assert_eq!(foundation.gateway.publish(&batch).await, 1);
+            assert_eq!(foundation.rlp.publish(&batch).await, 1);
             batch.clear();
         }
     }
     assert_eq!(foundation.gateway.publish(&batch).await, 1);
-    let (a, b) = common::eventually("both exporters holding the same series", || async {
-        let (a, b) = (
+    assert_eq!(foundation.rlp.publish(&batch).await, 1);
+    let (a, b, c) = common::eventually("the three exporters holding the same series", || async {
+        let (a, b, c) = (
             relayed(&scrape(&firehose).await),
             relayed(&scrape(&gateway).await),
+            relayed(&scrape(&rlp).await),
         );
-        (a.len() > 200 && a == b).then_some((a, b))
+        (a.len() > 200 && a == b && b == c).then_some((a, b, c))
     })
     .await;
     assert_eq!(a, b);
+    assert_eq!(b, c);
     assert!(a.iter().any(|l| l.starts_with("cpu{")), "container metrics");
     assert!(
         a.iter().any(|l| l.starts_with("total_requests_total{")),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use cf_firehose_exporter::sim::traffic_controller::TcSettings;
 use cf_firehose_exporter::sim::uaa::UaaMode;
 use cf_firehose_exporter::sim::{Foundation, SimClient};
+use cf_firehose_exporter::source::UaaConfig;
 use cf_firehose_exporter::source::uaa::{TokenSource, UaaError};
 use cf_firehose_exporter::telemetry::Telemetry;
 
@@ -21,12 +22,20 @@ async fn foundation(lifetime: Duration) -> Foundation {
         .unwrap()
 }
 
+/// The UAA client settings of an exporter reading `f`.
+fn uaa_config(f: &Foundation) -> UaaConfig {
+    common::config_for(f, Duration::from_secs(60))
+        .source
+        .uaa
+        .expect("the Firehose takes a token")
+}
+
 #[tokio::test]
 async fn the_token_is_cached_then_renewed_at_eighty_percent_of_its_lifetime() {
     let f = foundation(Duration::from_secs(1)).await;
     let telemetry = Telemetry::new();
-    let config = common::config_for(&f, Duration::from_secs(60)).source;
-    let tokens = TokenSource::new(&config, telemetry.clone()).unwrap();
+    let config = uaa_config(&f);
+    let tokens = TokenSource::new(&config, false, telemetry.clone()).unwrap();
     let first = tokens.authorization().await.unwrap();
     assert!(
         first.starts_with("bearer sim-token-"),
@@ -45,8 +54,8 @@ async fn the_token_is_cached_then_renewed_at_eighty_percent_of_its_lifetime() {
 #[tokio::test]
 async fn invalidating_the_rejected_token_fetches_a_new_one_once() {
     let f = foundation(Duration::from_secs(3600)).await;
-    let config = common::config_for(&f, Duration::from_secs(60)).source;
-    let tokens = TokenSource::new(&config, Telemetry::new()).unwrap();
+    let config = uaa_config(&f);
+    let tokens = TokenSource::new(&config, false, Telemetry::new()).unwrap();
     let first = tokens.authorization().await.unwrap();
     tokens.invalidate(&first).await;
     let second = tokens.authorization().await.unwrap();
@@ -61,9 +70,9 @@ async fn invalidating_the_rejected_token_fetches_a_new_one_once() {
 async fn bad_credentials_are_reported_as_such_without_the_secret() {
     let f = foundation(Duration::from_secs(3600)).await;
     let telemetry = Telemetry::new();
-    let mut config = common::config_for(&f, Duration::from_secs(60)).source;
+    let mut config = uaa_config(&f);
     config.client_secret = cf_firehose_exporter::secret::Secret::new("wrong-secret-value");
-    let tokens = TokenSource::new(&config, telemetry.clone()).unwrap();
+    let tokens = TokenSource::new(&config, false, telemetry.clone()).unwrap();
     let error = tokens.authorization().await.unwrap_err();
     assert_eq!(
         error,
@@ -77,14 +86,14 @@ async fn bad_credentials_are_reported_as_such_without_the_secret() {
 #[tokio::test]
 async fn an_unreachable_uaa_is_a_network_error() {
     let f = foundation(Duration::from_secs(3600)).await;
-    let mut config = common::config_for(&f, Duration::from_secs(60)).source;
+    let mut config = uaa_config(&f);
     // A port nothing listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
     config.token_url = format!("http://{closed}/oauth/token").parse().unwrap();
-    let tokens = TokenSource::new(&config, Telemetry::new()).unwrap();
+    let tokens = TokenSource::new(&config, false, Telemetry::new()).unwrap();
     assert!(matches!(
         tokens.authorization().await,
         Err(UaaError::Unreachable(_))
@@ -95,9 +104,9 @@ async fn an_unreachable_uaa_is_a_network_error() {
 async fn uaa_failures_are_sorted_and_a_healed_uaa_issues_again() {
     let f = foundation(Duration::from_secs(3600)).await;
     let telemetry = Telemetry::new();
-    let mut config = common::config_for(&f, Duration::from_secs(60)).source;
-    config.uaa_timeout = Duration::from_millis(300);
-    let tokens = TokenSource::new(&config, telemetry.clone()).unwrap();
+    let mut config = uaa_config(&f);
+    config.timeout = Duration::from_millis(300);
+    let tokens = TokenSource::new(&config, false, telemetry.clone()).unwrap();
 
     f.uaa.set_mode(UaaMode::ServerError);
     let error = tokens.authorization().await.unwrap_err();
@@ -255,8 +264,8 @@ async fn a_uaa_echoing_the_request_headers_leaks_no_credentials() {
 async fn a_huge_uaa_answer_is_cut_short() {
     let f = foundation(Duration::from_secs(3600)).await;
     f.uaa.set_mode(UaaMode::Huge(256 << 20));
-    let config = common::config_for(&f, Duration::from_secs(60)).source;
-    let tokens = TokenSource::new(&config, Telemetry::new()).unwrap();
+    let config = uaa_config(&f);
+    let tokens = TokenSource::new(&config, false, Telemetry::new()).unwrap();
     let since = std::time::Instant::now();
     let error = tokens.authorization().await.unwrap_err();
     assert_eq!(
@@ -278,8 +287,8 @@ async fn an_expires_in_that_would_overflow_the_clock_is_clamped() {
         200,
         r#"{"access_token":"t","token_type":"bearer","expires_in":18446744073709551615}"#,
     ));
-    let config = common::config_for(&f, Duration::from_secs(60)).source;
-    let tokens = TokenSource::new(&config, Telemetry::new()).unwrap();
+    let config = uaa_config(&f);
+    let tokens = TokenSource::new(&config, false, Telemetry::new()).unwrap();
     assert_eq!(&*tokens.authorization().await.unwrap(), "bearer t");
     assert_eq!(
         &*tokens.authorization().await.unwrap(),

@@ -231,21 +231,73 @@ mod tests {
             firehose("wss://doppler.sys/firehose/prometheus?filter-type=metrics")
         );
         let error = |more: &[&str]| resolve(more).unwrap_err().to_string();
-        for rlp in [
-            &["--logging.url=reverse-log-proxy.service.cf.internal:8082"][..],
-            &[
-                "--logging.url=https://rlp:8082",
-                "--logging.tls.cert=c.pem",
-                "--logging.tls.key=k.pem",
-            ],
-            &["--source=rlp", "--doppler.url=wss://tc"],
+        // The RLP: inferred from a URL without a scheme, or from client
+        // certificates; each file is read at once.
+        for (rlp, expected) in [
+            (
+                &["--logging.url=reverse-log-proxy.service.cf.internal:8082"][..],
+                "--logging.tls.cert: required to read the RLP",
+            ),
+            (
+                &[
+                    "--logging.url=https://rlp:8082",
+                    "--logging.tls.cert=c.pem",
+                    "--logging.tls.key=k.pem",
+                ],
+                "--logging.tls.cert: c.pem: ",
+            ),
+            (
+                &["--source=rlp", "--doppler.url=wss://tc"],
+                "--logging.url: required to read the RLP",
+            ),
         ] {
             let e = error(rlp);
-            assert!(
-                e.starts_with("--source: the gRPC Reverse Log Proxy (rlp) is not available"),
-                "{e}"
-            );
+            assert!(e.starts_with(expected), "{e}");
         }
+        let dir =
+            std::env::temp_dir().join(format!("cf-firehose-exporter-cli-{}", std::process::id()));
+        let files = crate::sim::pki::SimPki::generate("test CA")
+            .unwrap()
+            .write_client_files(&dir)
+            .unwrap();
+        let ca = format!("--logging.tls.ca={}", files.ca.as_ref().unwrap().display());
+        let cert = format!("--logging.tls.cert={}", files.cert.display());
+        let key = format!("--logging.tls.key={}", files.key.display());
+        let certificates = [ca.as_str(), cert.as_str(), key.as_str()];
+        fn with<'a>(certificates: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
+            certificates.iter().chain(more).copied().collect()
+        }
+        let Endpoint::Rlp(rlp) = endpoint(&with(&certificates, &["--logging.url=10.0.4.7:8082"]))
+        else {
+            panic!("not the RLP");
+        };
+        assert_eq!(rlp.address, "10.0.4.7:8082");
+        assert_eq!(rlp.server_name, "reverselogproxy");
+        assert_eq!(rlp.shard_id, "firehose_exporter");
+        assert_eq!(rlp.tls, files);
+        let rlp_without_uaa = parse(&with(&certificates, &["--logging.url=https://rlp:8082"]))
+            .unwrap()
+            .source
+            .resolve()
+            .unwrap();
+        assert!(rlp_without_uaa.uaa.is_none(), "the RLP takes no token");
+        assert!(
+            error(&with(
+                &certificates,
+                &[
+                    "--logging.url=rlp:8082",
+                    "--logging.tls.server-name=not a name"
+                ]
+            ))
+            .starts_with("--logging.tls.server-name: ")
+        );
+        let mut no_ca = with(&certificates, &["--logging.url=rlp:8082"]);
+        no_ca.remove(0);
+        assert!(error(&no_ca).starts_with("--logging.tls.ca: required"));
+        let key_as_cert = format!("--logging.tls.cert={}", files.key.display());
+        let mut bad = with(&certificates, &["--logging.url=rlp:8082"]);
+        bad[1] = &key_as_cert;
+        assert!(error(&bad).starts_with(&format!("--logging.tls.cert: {}: ", files.key.display())));
         assert!(
             error(&["--doppler.url=wss://tc", "--logging.url=https://gw"])
                 .starts_with("--source: both --doppler.url and --logging.url")
@@ -266,6 +318,6 @@ mod tests {
         .unwrap();
         let resolved = cli.source.resolve().unwrap();
         assert!(!format!("{cli:?}{resolved:?}").contains("hunter2"));
-        assert_eq!(resolved.client_secret.expose(), "hunter2");
+        assert_eq!(resolved.uaa.unwrap().client_secret.expose(), "hunter2");
     }
 }

@@ -272,6 +272,7 @@ impl SourceArgs {
                 (Some(self.uaa()?), endpoint)
             }
             SourceKind::Firehose => {
+                let uaa = self.uaa()?;
                 let doppler = self
                     .doppler_url
                     .as_deref()
@@ -287,7 +288,7 @@ impl SourceArgs {
                         )
                     })?;
                 let endpoint = Endpoint::Firehose(firehose_url(doppler, &self.subscription_id)?);
-                (Some(self.uaa()?), endpoint)
+                (Some(uaa), endpoint)
             }
         };
         if self.subscription_id.is_empty() || self.subscription_id.contains(['/', '?', '#']) {
@@ -411,7 +412,10 @@ impl SourceArgs {
         if rustls::pki_types::ServerName::try_from(self.logging_tls_server_name.as_str()).is_err() {
             return Err(ConfigError::new(
                 "--logging.tls.server-name",
-                format!("{:?} is not a DNS name or IP address", self.logging_tls_server_name),
+                format!(
+                    "{:?} is not a DNS name or IP address",
+                    self.logging_tls_server_name
+                ),
             ));
         }
         Ok(RlpEndpoint {

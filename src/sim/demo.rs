@@ -32,8 +32,9 @@ impl Simulation {
         workload: &WorkloadArgs,
         faults: &FaultArgs,
     ) -> std::io::Result<Self> {
-        let foundation =
-            std::sync::Arc::new(Foundation::start_on(addresses, client, TcSettings::default()).await?);
+        let foundation = std::sync::Arc::new(
+            Foundation::start_on(addresses, client, TcSettings::default()).await?,
+        );
         let stream = Workload::new(workload);
         tracing::info!(
             series = stream.round_len(),

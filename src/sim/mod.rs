@@ -161,7 +161,8 @@ impl Foundation {
         )
         .await?;
         let gateway = gateway::Gateway::start(addresses.gateway, book).await?;
-        let pki = pki::SimPki::generate("simulated Loggregator CA").map_err(std::io::Error::other)?;
+        let pki =
+            pki::SimPki::generate("simulated Loggregator CA").map_err(std::io::Error::other)?;
         let rlp = rlp::Rlp::start(addresses.rlp, &pki).await?;
         Ok(Self {
             uaa,

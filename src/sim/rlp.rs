@@ -20,8 +20,8 @@ use tonic::{Code, Status};
 
 use super::pki::SimPki;
 use super::v2::Selection;
-use crate::envelope::v2::proto::EgressBatchRequest;
 use crate::envelope::v2::Envelope;
+use crate::envelope::v2::proto::EgressBatchRequest;
 use crate::source::grpc::{BATCHED_RECEIVER, EgressCodec};
 
 /// Batches buffered per stream before publishing waits.
@@ -275,7 +275,8 @@ async fn route(
     grpc.server_streaming(subscribe, request).await
 }
 
-type BatchStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, Status>> + Send>>;
+type BatchStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, Status>> + Send>>;
 
 /// A new stream for `request`, unless subscriptions are refused.
 fn subscribe(
@@ -291,7 +292,9 @@ fn subscribe(
     inner.accepted.fetch_add(1, Ordering::Relaxed);
     if selection.0 == 0 {
         // A request without selectors gets no data.
-        return Ok(tonic::Response::new(Box::pin(futures_util::stream::pending())));
+        return Ok(tonic::Response::new(Box::pin(
+            futures_util::stream::pending(),
+        )));
     }
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     lock(&inner.groups)

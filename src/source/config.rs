@@ -111,7 +111,11 @@ impl SourceConfig {
             Endpoint::Gateway(url) => {
                 let query = url.query().unwrap_or_default();
                 let metrics = query.strip_suffix("&log").unwrap_or(query).to_owned();
-                let query = if logs { format!("{metrics}&log") } else { metrics };
+                let query = if logs {
+                    format!("{metrics}&log")
+                } else {
+                    metrics
+                };
                 url.set_query(Some(&query));
             }
             Endpoint::Rlp(rlp) => rlp.logs = logs,

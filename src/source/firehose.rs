@@ -17,9 +17,9 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use super::SourceConfig;
 use super::slow_consumer::SlowConsumerWatch;
 use super::supervisor::{ConnectError, Disconnect, Transport};
-use super::SourceConfig;
 use super::{FrameBatch, FrameSender, MAX_BATCH, MAX_BATCH_BYTES, tls};
 use crate::config::ConfigError;
 use crate::source::uaa::{TokenSource, UaaError};

@@ -84,13 +84,16 @@ pub fn rlp_address(url: &str) -> Result<String, ConfigError> {
     let invalid = |why: &str| {
         ConfigError::new(
             flag,
-            format!("{url:?} {why}: the RLP is addressed as host:port, e.g. q-s0.log-api.service.cf.internal:8082"),
+            format!(
+                "{url:?} {why}: the RLP is addressed as host:port, e.g. q-s0.log-api.service.cf.internal:8082"
+            ),
         )
     };
     if address.contains("://") {
         return Err(invalid("has a scheme other than https"));
     }
-    let parsed = Uri::try_from(format!("https://{address}")).map_err(|_| invalid("is not valid"))?;
+    let parsed =
+        Uri::try_from(format!("https://{address}")).map_err(|_| invalid("is not valid"))?;
     if parsed.port_u16().is_none() || parsed.host().is_none_or(str::is_empty) {
         return Err(invalid("has no port"));
     }
@@ -349,13 +352,22 @@ mod tests {
     #[test]
     fn the_address_is_host_and_port() {
         for (url, address) in [
-            ("q-s0.log-api.service.cf.internal:8082", "q-s0.log-api.service.cf.internal:8082"),
+            (
+                "q-s0.log-api.service.cf.internal:8082",
+                "q-s0.log-api.service.cf.internal:8082",
+            ),
             ("https://10.0.4.7:8082/", "10.0.4.7:8082"),
             ("[::1]:8082", "[::1]:8082"),
         ] {
             assert_eq!(rlp_address(url).unwrap(), address);
         }
-        for bad in ["rlp.internal", "http://rlp:8082", "rlp:8082/v2", "rlp:port", ":8082"] {
+        for bad in [
+            "rlp.internal",
+            "http://rlp:8082",
+            "rlp:8082/v2",
+            "rlp:port",
+            ":8082",
+        ] {
             let error = rlp_address(bad).unwrap_err().to_string();
             assert!(error.starts_with("--logging.url: "), "{bad}: {error}");
             assert!(error.contains("host:port"), "{error}");

@@ -102,9 +102,13 @@ pub fn mutual_tls_config(
             ));
         }
     };
-    let mut config = builder
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| fail("--logging.tls.key", &files.key, &format!("cannot be used with {}: {e}", files.cert.display())))?;
+    let mut config = builder.with_client_auth_cert(chain, key).map_err(|e| {
+        fail(
+            "--logging.tls.key",
+            &files.key,
+            &format!("cannot be used with {}: {e}", files.cert.display()),
+        )
+    })?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }

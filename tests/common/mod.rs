@@ -13,6 +13,7 @@ use bytes::Bytes;
 use cf_firehose_exporter::app::{Exporter, ExporterConfig};
 use cf_firehose_exporter::cli::SourceArgs;
 use cf_firehose_exporter::envelope::Envelope;
+use cf_firehose_exporter::envelope::v2::{self, proto};
 use cf_firehose_exporter::sim::traffic_controller::{FrameKind, TcSettings};
 use cf_firehose_exporter::sim::{Foundation, SimClient};
 use prost::Message;
@@ -54,6 +55,24 @@ pub fn config_for(foundation: &Foundation, expiration: Duration) -> ExporterConf
         web: Default::default(),
         http_limits: Default::default(),
     }
+}
+
+/// Exporter settings reading the RLP of `foundation` with its client
+/// certificate, on the shard `test`.
+pub fn rlp_config(foundation: &Foundation) -> ExporterConfig {
+    use cf_firehose_exporter::source::{Endpoint, RlpEndpoint};
+    let mut config = config_for(foundation, Duration::from_secs(600));
+    config.source.uaa = None;
+    config.source.endpoint = Endpoint::Rlp(RlpEndpoint {
+        address: foundation.rlp_address(),
+        server_name: "reverselogproxy".into(),
+        tls: foundation
+            .rlp_client_files()
+            .expect("client certificate files"),
+        shard_id: "test".into(),
+        logs: false,
+    });
+    config
 }
 
 impl Harness {
@@ -206,6 +225,49 @@ pub async fn eventually<T, F: Future<Output = Option<T>>>(
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The body of one scrape of `exporter`'s `/metrics`.
+pub async fn scrape(exporter: &Exporter) -> String {
+    let url = format!("http://{}/metrics", exporter.address);
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+/// The exporter's landing page once it mentions `needle`.
+pub async fn landing_page_with(exporter: &Exporter, needle: &str) -> String {
+    let landing = format!("http://{}/", exporter.address);
+    eventually(&format!("{needle:?} on the landing page"), || async {
+        let page = reqwest::get(&landing).await.ok()?.text().await.ok()?;
+        page.contains(needle).then_some(page)
+    })
+    .await
+}
+
+/// The value of the one series of `name_total`, if any.
+pub fn total(body: &str, name: &str) -> Option<f64> {
+    let parsed = exposition::parse(body).ok()?;
+    parsed.value(&format!("{name}_total"), &[])
+}
+
+/// A v2 counter of gorouter named `name` at `total`.
+pub fn v2_counter(name: &str, total: u64) -> proto::Envelope {
+    proto::Envelope {
+        source_id: "gorouter".into(),
+        tags: [
+            ("origin", "gorouter"),
+            ("deployment", "cf"),
+            ("job", "router"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        message: Some(v2::Message::Counter(proto::Counter {
+            name: name.into(),
+            delta: 1,
+            total,
+        })),
+        ..Default::default()
     }
 }
 
