@@ -14,6 +14,7 @@
 //! cargo bench --bench load -- --connections 2 --cells 100 --apps 2000
 //! cargo bench --bench load -- --runs 5 --seconds 10    # median of five runs
 //! cargo bench --bench load -- --source gateway --rate 100000  # the RLP gateway
+//! cargo bench --bench load -- --source rlp --rate 200000 --seconds 60  # the RLP, gRPC
 //! ```
 //!
 //! With `--runs N`, each run starts both processes afresh, and the summary
@@ -33,7 +34,7 @@ struct Options {
     apps: u64,
     warmup: u64,
     runs: u64,
-    /// The transport the exporter reads: firehose or gateway.
+    /// The transport the exporter reads: firehose, gateway or rlp.
     source: String,
 }
 
@@ -68,8 +69,8 @@ impl Options {
                 "--source" => {
                     o.source = args
                         .get(i + 1)
-                        .filter(|s| matches!(s.as_str(), "firehose" | "gateway"))
-                        .unwrap_or_else(|| panic!("--source takes firehose or gateway"))
+                        .filter(|s| matches!(s.as_str(), "firehose" | "gateway" | "rlp"))
+                        .unwrap_or_else(|| panic!("--source takes firehose, gateway or rlp"))
                         .clone();
                 }
                 // Flags cargo passes to every bench.
@@ -223,12 +224,17 @@ fn main() {
 fn run(o: &Options) -> Run {
     let exe = env!("CARGO_BIN_EXE_cf-firehose-exporter");
     let (uaa, tc, gateway, web) = (free_port(), free_port(), free_port(), free_port());
+    let rlp = free_port();
+    let certs =
+        std::env::temp_dir().join(format!("cf-firehose-exporter-load-{}", std::process::id()));
     let _simulation = Process(
         Command::new(exe)
             .args(["simulate", "--log.level", "warn"])
             .args(["--sim.uaa-address", &format!("127.0.0.1:{uaa}")])
             .args(["--sim.doppler-address", &format!("127.0.0.1:{tc}")])
             .args(["--sim.gateway-address", &format!("127.0.0.1:{gateway}")])
+            .args(["--sim.rlp-address", &format!("127.0.0.1:{rlp}")])
+            .args(["--sim.rlp-certs-dir", &certs.display().to_string()])
             .args(["--sim.rate", &o.rate.to_string()])
             .args(["--sim.cells", &o.cells.to_string()])
             .args(["--sim.apps", &o.apps.to_string()])
@@ -239,19 +245,35 @@ fn run(o: &Options) -> Run {
     wait_for("the simulation listening", Duration::from_secs(10), || {
         TcpStream::connect(("127.0.0.1", tc)).is_ok()
     });
+    let file = |name: &str| certs.join(name).display().to_string();
+    let transport: Vec<String> = match o.source.as_str() {
+        "rlp" => vec![
+            "--logging.url".into(),
+            format!("127.0.0.1:{rlp}"),
+            format!("--logging.tls.ca={}", file("ca.pem")),
+            format!("--logging.tls.cert={}", file("client.pem")),
+            format!("--logging.tls.key={}", file("client.key")),
+        ],
+        source => {
+            let mut args = vec![
+                format!("--uaa.url=http://127.0.0.1:{uaa}"),
+                "--uaa.client-id=firehose-exporter".into(),
+                "--uaa.client-secret=sim-secret".into(),
+            ];
+            args.push(match source {
+                "gateway" => format!("--logging.url=http://127.0.0.1:{gateway}"),
+                _ => format!("--doppler.url=ws://127.0.0.1:{tc}"),
+            });
+            args
+        }
+    };
+    wait_for("the RLP's certificates", Duration::from_secs(10), || {
+        certs.join("client.key").exists()
+    });
     let exporter = Process(
         Command::new(exe)
             .args(["--log.level", "warn"])
-            .args(["--uaa.url", &format!("http://127.0.0.1:{uaa}")])
-            .args(["--uaa.client-id", "firehose-exporter"])
-            .args(["--uaa.client-secret", "sim-secret"])
-            .args(match o.source.as_str() {
-                "gateway" => [
-                    "--logging.url".to_owned(),
-                    format!("http://127.0.0.1:{gateway}"),
-                ],
-                _ => ["--doppler.url".to_owned(), format!("ws://127.0.0.1:{tc}")],
-            })
+            .args(&transport)
             .args(["--doppler.connections", &o.connections.to_string()])
             .args(["--web.listen-address", &format!("127.0.0.1:{web}")])
             .spawn()

@@ -9,7 +9,7 @@
 //! [`decode`] gives an owned [`Envelope`] by the same rules, for tools and
 //! tests.
 //!
-//! Its three `unsafe` blocks are in `borrowed.rs`, each with the reason it
+//! Its two `unsafe` blocks are in `borrowed.rs`, each with the reason it
 //! is sound; the only other one in the crate is a prefetch hint in `store`.
 
 /// Types generated from `proto/events/*.proto`.
@@ -132,7 +132,21 @@ pub struct Fields<'a> {
     pub payload: Payload<'a>,
 }
 
-impl Fields<'_> {
+impl<'a> Fields<'a> {
+    /// Fields with only an event type and its payload, the rest empty:
+    /// enough for a naming scheme to read the values of an envelope it knows.
+    pub fn of_payload(event_type: EventType, payload: Payload<'a>) -> Self {
+        Self {
+            origin: "",
+            event_type,
+            deployment: None,
+            job: None,
+            index: None,
+            ip: None,
+            payload,
+        }
+    }
+
     /// The counter older Dopplers inject into a subscription they drop messages from.
     pub fn is_dropped_messages_alert(&self) -> bool {
         matches!(

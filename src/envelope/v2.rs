@@ -2,19 +2,19 @@
 //! `proto/loggregator/v2/`, their JSON form as the RLP Gateway sends it,
 //! and how a v2 envelope reads as the envelopes the naming schemes take.
 //!
-//! A v2 envelope is read straight into the borrowed envelope model
-//! ([`EnvelopeRef`]) that schemes translate, never encoded as v1 on the way:
-//! [`with_metrics`] yields one per metric it carries, with the fields and
-//! tags Doppler's v2 → v1 conversion would give (protocol.md §3.4), so that
-//! a metric gives the same series whichever transport delivered it.
+//! A v2 envelope is read in place ([`with_wire`], as the RLP sends it) and
+//! straight into the borrowed envelope model ([`EnvelopeRef`]) that schemes
+//! translate, never encoded as v1 on the way: [`WireV2::metrics`] yields
+//! one per metric it carries, with the fields and tags Doppler's v2 → v1
+//! conversion would give (protocol.md §3.4), so that a metric gives the
+//! same series whichever transport delivered it. [`with_metrics`] does the
+//! same for an owned envelope (the gateway's, decoded from JSON).
 //! [`to_v1`] is that conversion, in owned form, for the simulator and for
 //! tests that hold the two paths to each other.
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
+use prost::Message as _;
 
-use super::events::envelope::EventType;
-use super::{EnvelopeRef, Fields, Payload, by_key, events};
+use super::{EnvelopeRef, events};
 
 /// Types generated from `proto/loggregator/v2/*.proto`.
 #[allow(missing_docs, clippy::all)]
@@ -26,156 +26,24 @@ pub use proto::envelope::Message;
 pub use proto::{Envelope, EnvelopeBatch};
 
 mod json;
+mod wire;
 
 pub use json::{JsonError, decode_batch_json};
-
-/// The tags that become an envelope's fixed v1 fields (origin and the BOSH
-/// fields), and the marker of a v1 type; never tags of their own.
-const FIXED_TAGS: [&str; 6] = ["origin", "deployment", "job", "index", "ip", "__v1_type"];
-
-/// The five keys of a container's gauge.
-const CONTAINER_KEYS: [&str; 5] = ["cpu", "memory", "disk", "memory_quota", "disk_quota"];
-
-/// A deprecated tag's value as text, as the v1 conversion prints it.
-fn value_text(value: &proto::Value) -> Option<Cow<'_, str>> {
-    match value.data.as_ref()? {
-        proto::value::Data::Text(text) => Some(Cow::Borrowed(text)),
-        proto::value::Data::Integer(n) => Some(Cow::Owned(n.to_string())),
-        proto::value::Data::Decimal(d) => Some(Cow::Owned(format!("{d:.6}"))),
-    }
-}
-
-/// The tags of `envelope` as the v1 conversion gives them: `tags`, then
-/// `deprecated_tags` where `tags` lacks the key, less the fixed ones; with
-/// `source_id` from the envelope when it is set, and `instance_id` too when
-/// `with_instance` and it is set. Sorted by key, one per key.
-fn merged_tags<'a>(
-    envelope: &'a Envelope,
-    deprecated: &'a [(&'a str, Cow<'a, str>)],
-    with_instance: bool,
-) -> Vec<(&'a str, &'a str)> {
-    let overridden = |key: &str| {
-        (key == "source_id" && !envelope.source_id.is_empty())
-            || (with_instance && key == "instance_id" && !envelope.instance_id.is_empty())
-    };
-    let mut tags: Vec<(&str, &str)> = Vec::with_capacity(envelope.tags.len() + 2);
-    for (key, value) in &envelope.tags {
-        if !FIXED_TAGS.contains(&key.as_str()) && !overridden(key) {
-            tags.push((key, value));
-        }
-    }
-    for (key, value) in deprecated {
-        if !FIXED_TAGS.contains(key) && !overridden(key) && !envelope.tags.contains_key(*key) {
-            tags.push((key, value));
-        }
-    }
-    if !envelope.source_id.is_empty() {
-        tags.push(("source_id", &envelope.source_id));
-    }
-    if with_instance && !envelope.instance_id.is_empty() {
-        tags.push(("instance_id", &envelope.instance_id));
-    }
-    tags.sort_unstable_by(|a, b| by_key(a.0, b.0));
-    tags
-}
-
-/// The fixed field `key`: the tag, else the deprecated tag, else empty.
-fn fixed<'a>(
-    envelope: &'a Envelope,
-    deprecated: &'a [(&'a str, Cow<'a, str>)],
-    key: &str,
-) -> &'a str {
-    if let Some(value) = envelope.tags.get(key) {
-        return value;
-    }
-    deprecated
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map_or("", |(_, v)| v.as_ref())
-}
-
-/// Whether a gauge is a container's: more than one metric, and the five
-/// keys all present, none with an empty unit and a value of 0.
-fn is_container(metrics: &BTreeMap<String, proto::GaugeValue>) -> bool {
-    metrics.len() > 1
-        && CONTAINER_KEYS.iter().all(|key| {
-            metrics
-                .get(*key)
-                .is_some_and(|m| !(m.unit.is_empty() && m.value == 0.0))
-        })
-}
+pub use wire::{GaugeMetric, Kind, WireV2, for_each_in_batch, with_wire};
 
 /// Calls `f` with each metric `envelope` carries, as the envelope model the
-/// schemes translate: a counter gives one; a container's gauge one container
-/// metric; any other gauge one value metric per key, in key order. Timers,
-/// logs and events carry no metric and give none.
+/// schemes translate ([`WireV2::metrics`]): a counter gives one; a
+/// container's gauge one container metric; any other gauge one value metric
+/// per key, in key order. Timers, logs and events carry no metric and give
+/// none. The envelope is read as it would arrive, encoded.
 pub fn with_metrics(envelope: &Envelope, mut f: impl FnMut(&EnvelopeRef<'_>)) {
-    let deprecated: Vec<(&str, Cow<'_, str>)> = envelope
-        .deprecated_tags
-        .iter()
-        .filter_map(|(key, value)| Some((key.as_str(), value_text(value)?)))
-        .collect();
-    // Looked up once, however many metrics the envelope carries.
-    let [origin, deployment, job, index, ip] =
-        ["origin", "deployment", "job", "index", "ip"].map(|key| fixed(envelope, &deprecated, key));
-    let fields = |event_type, payload| Fields {
-        origin,
-        event_type,
-        deployment: Some(deployment),
-        job: Some(job),
-        index: Some(index),
-        ip: Some(ip),
-        payload,
-    };
-    match &envelope.message {
-        Some(Message::Counter(counter)) => {
-            let payload = Payload::Counter {
-                name: &counter.name,
-                delta: counter.delta,
-                // A total of 0 with a delta is a counter that sends deltas only.
-                total: (counter.total != 0 || counter.delta == 0).then_some(counter.total),
-            };
-            f(&EnvelopeRef {
-                fields: fields(EventType::CounterEvent, payload),
-                tags: merged_tags(envelope, &deprecated, true),
-            });
+    let encoded = envelope.encode_to_vec();
+    with_wire(&encoded, |wire| {
+        // An owned envelope holds only strings: it always reads.
+        if let Ok(wire) = wire {
+            let _ = wire.metrics(&mut f);
         }
-        Some(Message::Gauge(gauge)) if is_container(&gauge.metrics) => {
-            let value = |key: &str| gauge.metrics.get(key).map_or(0.0, |m| m.value);
-            let instance_index = match gauge.metrics.get("instance_index") {
-                Some(m) => m.value as i32,
-                None => envelope.instance_id.parse().unwrap_or(0),
-            };
-            let payload = Payload::Container {
-                application_id: &envelope.source_id,
-                instance_index,
-                cpu_percentage: value("cpu"),
-                memory_bytes: value("memory") as u64,
-                disk_bytes: value("disk") as u64,
-                memory_bytes_quota: Some(value("memory_quota") as u64),
-                disk_bytes_quota: Some(value("disk_quota") as u64),
-            };
-            f(&EnvelopeRef {
-                fields: fields(EventType::ContainerMetric, payload),
-                tags: merged_tags(envelope, &deprecated, false),
-            });
-        }
-        Some(Message::Gauge(gauge)) => {
-            let tags = merged_tags(envelope, &deprecated, true);
-            for (name, metric) in &gauge.metrics {
-                let payload = Payload::Value {
-                    name,
-                    value: metric.value,
-                    unit: &metric.unit,
-                };
-                f(&EnvelopeRef {
-                    fields: fields(EventType::ValueMetric, payload),
-                    tags: tags.clone(),
-                });
-            }
-        }
-        Some(Message::Timer(_) | Message::Log(_) | Message::Event(_)) | None => {}
-    }
+    });
 }
 
 /// The v1 envelopes Doppler's conversion makes of a v2 metric envelope
@@ -192,7 +60,10 @@ pub fn to_v1(envelope: &Envelope) -> Vec<events::Envelope> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::envelope::events::envelope::EventType;
     use crate::naming::native::NativeScheme;
     use crate::naming::{NamingScheme, SeriesUpdate, Value};
 

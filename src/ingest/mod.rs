@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 
+use crate::envelope::v2::{Kind, WireV2};
 use crate::envelope::{self, DecodeError, EnvelopeRef, Fields, Payload, WireEnvelope};
 use crate::ingest::filter::Filters;
 use crate::naming::NamingScheme;
@@ -24,7 +25,7 @@ use crate::telemetry::Telemetry;
 struct Counters {
     /// By event type number 4..=9; index 0 for anything else.
     received: [Counter; 7],
-    /// v2 envelopes by message: counter, gauge, timer, log, event, none.
+    /// v2 envelopes by message, in the order of [`Kind::ALL`].
     received_v2: [Counter; 6],
     unknown_event_type: Counter,
     missing_field: Counter,
@@ -50,24 +51,10 @@ impl Counters {
         }
     }
 
-    /// Counts a v2 envelope by its kind of message.
-    fn received_v2(&self, envelope: &envelope::v2::Envelope) {
-        let slot = match envelope.message {
-            Some(envelope::v2::Message::Counter(_)) => 0,
-            Some(envelope::v2::Message::Gauge(_)) => 1,
-            Some(envelope::v2::Message::Timer(_)) => 2,
-            Some(envelope::v2::Message::Log(_)) => 3,
-            Some(envelope::v2::Message::Event(_)) => 4,
-            None => 5,
-        };
-        self.received_v2[slot].inc();
-    }
-
     fn new(t: &Telemetry) -> Self {
         let received =
             [0, 4, 5, 6, 7, 8, 9].map(|n| t.envelopes_received(envelope::event_type_name(n)));
-        let received_v2 = ["counter", "gauge", "timer", "log", "event", "none"]
-            .map(|kind| t.envelopes_received(kind));
+        let received_v2 = Kind::ALL.map(|kind| t.envelopes_received(kind.name()));
         Self {
             received,
             received_v2,
@@ -208,6 +195,8 @@ pub struct Ingest<S = NativeScheme> {
     families: FamilyCache,
     known: KnownEnvelopes,
     hasher: foldhash::fast::RandomState,
+    /// A v2 envelope of the gateway's, encoded again.
+    encoded: Vec<u8>,
 }
 
 impl<S: NamingScheme> Ingest<S> {
@@ -223,6 +212,7 @@ impl<S: NamingScheme> Ingest<S> {
             families: FamilyCache::default(),
             known: KnownEnvelopes::default(),
             hasher: Default::default(),
+            encoded: Vec::new(),
         }
     }
 
@@ -340,13 +330,19 @@ impl<S: NamingScheme> Ingest<S> {
     }
 
     /// Handles one v2 `EnvelopeBatch` in JSON: one that does not decode is
-    /// counted as a decode error and skipped.
+    /// counted as a decode error and skipped. Each envelope is encoded and
+    /// read as the RLP's are, so that both share one path.
     pub fn v2_json(&mut self, json: &[u8], now: tokio::time::Instant) {
         match envelope::v2::decode_batch_json(json) {
             Ok(batch) => {
+                let mut encoded = std::mem::take(&mut self.encoded);
                 for envelope in &batch.batch {
-                    self.v2_envelope(envelope, now);
+                    encoded.clear();
+                    // A Vec grows as needed: encoding into one cannot fail.
+                    let _ = prost::Message::encode(envelope, &mut encoded);
+                    self.v2_encoded(&encoded, now);
                 }
+                self.encoded = encoded;
             }
             Err(_) => {
                 self.counters.decode_errors.inc();
@@ -357,43 +353,123 @@ impl<S: NamingScheme> Ingest<S> {
     /// Handles one v2 `EnvelopeBatch` in protobuf, as the RLP sends it: one
     /// that does not decode is counted as a decode error and skipped.
     pub fn v2_proto(&mut self, frame: &[u8], now: tokio::time::Instant) {
-        match <envelope::v2::EnvelopeBatch as prost::Message>::decode(frame) {
-            Ok(batch) => {
-                for envelope in &batch.batch {
-                    self.v2_envelope(envelope, now);
-                }
-            }
-            Err(_) => {
-                self.counters.decode_errors.inc();
-            }
+        let decoded = envelope::v2::for_each_in_batch(frame, |envelope| {
+            self.v2_encoded(envelope, now);
+        });
+        if decoded.is_err() {
+            self.counters.decode_errors.inc();
         }
     }
 
-    /// Handles one v2 envelope: counted by its kind of message, then each
-    /// metric it carries filtered, translated and stored as a v1 metric is.
-    /// v2 envelopes are not remembered by identity.
-    pub fn v2_envelope(&mut self, envelope: &envelope::v2::Envelope, now: tokio::time::Instant) {
-        self.counters.received_v2(envelope);
-        let (filters, store, families) = (&self.filters, &self.store, &mut self.families);
-        let (mut metrics, mut kept) = (0, 0);
-        envelope::v2::with_metrics(envelope, |metric| {
+    /// Handles one encoded v2 envelope: one that does not decode, or whose
+    /// strings are not UTF-8, is counted as a decode error and skipped.
+    pub fn v2_encoded(&mut self, encoded: &[u8], now: tokio::time::Instant) {
+        let result = envelope::v2::with_wire(encoded, |wire| {
+            wire.and_then(|wire| self.v2_envelope(&wire, now))
+        });
+        if result.is_err() {
+            self.counters.decode_errors.inc();
+        }
+    }
+
+    /// Handles a checked v2 envelope: counted by its kind of message, then
+    /// each metric it carries filtered, translated and stored as a v1
+    /// metric is. An envelope known by its identity is applied without its
+    /// tags being decoded, as for v1 ([`Ingest::envelope`]).
+    fn v2_envelope(
+        &mut self,
+        wire: &WireV2<'_>,
+        now: tokio::time::Instant,
+    ) -> Result<(), DecodeError> {
+        let received = &self.counters.received_v2[wire.kind().index()];
+        if !wire.carries_metrics() {
+            received.inc();
+            return Ok(());
+        }
+        let (scheme, store, known) = (&self.scheme, &self.store, &mut self.known);
+        let rememberable = !self.filters.filters_names();
+        let mut hash = None;
+        // Updates whose series has expired since, by position.
+        let mut stale = 0u64;
+        if rememberable {
+            known.follow(store.generation());
+            wire.identity(&mut known.identity);
+            let identity = self.hasher.hash_one(known.identity.as_slice());
+            hash = Some(identity);
+            if let Some(entry) = known.get(identity) {
+                let mut series = entry.series.as_mut_slice().iter_mut();
+                let mut position = 0;
+                wire.payloads(|event_type, payload| {
+                    let fields = Fields::of_payload(event_type, payload);
+                    scheme.values_each(&fields, |value| {
+                        let applied = series
+                            .next()
+                            .is_some_and(|handle| store.apply_known(handle, value, now));
+                        if !applied {
+                            stale |= bit(position);
+                        }
+                        position += 1;
+                    });
+                });
+                received.inc();
+                if stale == 0 {
+                    return Ok(());
+                }
+                known.remove(identity);
+            }
+        }
+        let (filters, families) = (&self.filters, &mut self.families);
+        let remember = hash.filter(|_| stale == 0 && known.has_room());
+        let (mut metrics, mut kept, mut position) = (0, 0, 0);
+        let (mut series, mut complete) = (Vec::new(), true);
+        wire.metrics(|metric| {
             metrics += 1;
             if !filters.keeps_envelope(metric) {
+                complete = false;
                 return;
             }
             let mut names_kept = !filters.filters_names();
-            self.scheme.translate_each(metric, |update| {
+            scheme.translate_each(metric, |update| {
+                let at = position;
+                position += 1;
+                if stale != 0 {
+                    // Applied already but for the series that went.
+                    if stale & bit(at) != 0 {
+                        store.apply_cached(&update, now, families);
+                    }
+                    return;
+                }
                 if filters.filters_names() && !filters.keeps_name(&update.sample_name()) {
                     return;
                 }
                 names_kept = true;
-                store.apply_cached(&update, now, families);
+                if remember.is_none() {
+                    store.apply_cached(&update, now, families);
+                    return;
+                }
+                match store.apply_tracked(&update, now, families) {
+                    Ok(handle) => series.push(handle),
+                    Err(_) => complete = false,
+                }
             });
             kept += usize::from(names_kept);
-        });
+        })?;
+        if stale != 0 {
+            // Counted already.
+            return Ok(());
+        }
+        received.inc();
         if metrics > 0 && kept == 0 {
             self.telemetry.envelopes_filtered.inc();
         }
+        if let Some(hash) = remember
+            && complete
+            && !series.is_empty()
+            && series.len() <= REMEMBERED_UPDATES_MAX
+        {
+            known.insert(hash, series);
+        }
+        Ok(())
     }
 
     /// Translates and stores an envelope when metric names are filtered.

@@ -23,7 +23,9 @@ pub trait NamingScheme: std::fmt::Debug + Clone + Send + Sync + 'static {
 
     /// The values of the updates [`NamingScheme::translate_each`] yields for
     /// an envelope with these `fields`, in the same order, without their
-    /// names and labels.
+    /// names and labels. They may depend on the event type and the payload
+    /// only: for v2 envelopes, the other fields are left empty
+    /// ([`crate::envelope::Fields::of_payload`]).
     fn values_each(&self, fields: &Fields<'_>, value: impl FnMut(Value));
 
     /// Writes to `out` everything of `envelope` that the names and label

@@ -1,0 +1,439 @@
+//! v2 envelopes read in place, as the RLP sends them: a batch's envelopes
+//! are decoded as the view of `proto/view/v2.proto`, whose strings are
+//! slices of the batch, and read as a [`WireV2`]: checked, with the tags and
+//! deprecated tags still encoded (in a canonical order, since senders write
+//! maps in any order) and the gauge's metrics read and sorted by name.
+//!
+//! [`WireV2::identity`] is everything the series of its metrics can depend
+//! on and no value, so that ingestion can recognise an envelope it has seen
+//! and apply [`WireV2::payloads`] without decoding a tag;
+//! [`WireV2::metrics`] decodes the tags and gives each metric as the
+//! envelope model, with the fields and tags Doppler's v2 → v1 conversion
+//! would give it (protocol.md §3.4).
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+
+use crate::envelope::borrowed::{decode_part, decode_tag, utf8, with_borrowed, within};
+use crate::envelope::events::envelope::EventType;
+use crate::envelope::{DecodeError, EnvelopeRef, Fields, Payload, by_key};
+
+/// Types generated from `proto/view/v2.proto`.
+#[allow(missing_docs, clippy::all)]
+pub(crate) mod view {
+    include!(concat!(env!("OUT_DIR"), "/view.v2.rs"));
+}
+
+use view::envelope::Message as ViewMessage;
+
+/// The tags that become an envelope's fixed v1 fields (origin and the BOSH
+/// fields), and the marker of a v1 type; never tags of their own.
+const FIXED_TAGS: [&str; 6] = ["origin", "deployment", "job", "index", "ip", "__v1_type"];
+
+/// The five keys of a container's gauge.
+const CONTAINER_KEYS: [&str; 5] = ["cpu", "memory", "disk", "memory_quota", "disk_quota"];
+
+/// What a v2 envelope carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A counter.
+    Counter,
+    /// A gauge of one or more metrics.
+    Gauge,
+    /// A timed operation.
+    Timer,
+    /// A log line.
+    Log,
+    /// An event for people to read.
+    Event,
+    /// Nothing.
+    None,
+}
+
+impl Kind {
+    /// Every kind, in the order of [`Kind::index`].
+    pub const ALL: [Kind; 6] = [
+        Kind::Counter,
+        Kind::Gauge,
+        Kind::Timer,
+        Kind::Log,
+        Kind::Event,
+        Kind::None,
+    ];
+
+    /// The kind's name, as a label: `counter`, say.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Timer => "timer",
+            Kind::Log => "log",
+            Kind::Event => "event",
+            Kind::None => "none",
+        }
+    }
+
+    /// Its position in [`Kind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One metric of a gauge.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GaugeMetric<'a> {
+    /// Its key in the gauge.
+    pub name: &'a str,
+    /// Its unit.
+    pub unit: &'a str,
+    /// The reading.
+    pub value: f64,
+}
+
+/// A checked v2 envelope whose tags are still encoded.
+#[derive(Debug)]
+pub struct WireV2<'a> {
+    kind: Kind,
+    source_id: &'a str,
+    instance_id: &'a str,
+    /// The entries of `tags`, by key ([`by_key_as_sent`]).
+    tags: &'a [Bytes],
+    /// The entries of `deprecated_tags`, by key.
+    deprecated: &'a [Bytes],
+    /// Name, delta and total.
+    counter: Option<(&'a str, u64, u64)>,
+    /// The gauge's metrics by name, one per name (the last sent).
+    metrics: Vec<GaugeMetric<'a>>,
+}
+
+/// Decodes every envelope of an encoded `EnvelopeBatch` and hands each
+/// one's encoding to `f`, in order.
+pub fn for_each_in_batch(batch: &[u8], mut f: impl FnMut(&[u8])) -> Result<(), DecodeError> {
+    thread_local! {
+        static BATCH: std::cell::RefCell<view::EnvelopeBatch> = Default::default();
+    }
+    with_borrowed(&BATCH, batch, |view| {
+        for envelope in &view?.batch {
+            f(envelope);
+        }
+        Ok(())
+    })
+}
+
+/// Decodes and checks one encoded v2 envelope and hands it to `f`, which
+/// borrows its strings from `bytes`; the borrow ends when `f` returns.
+pub fn with_wire<R>(bytes: &[u8], f: impl FnOnce(Result<WireV2<'_>, DecodeError>) -> R) -> R {
+    thread_local! {
+        static ENVELOPE: std::cell::RefCell<view::Envelope> = Default::default();
+        static GAUGE: std::cell::RefCell<view::Gauge> = Default::default();
+    }
+    with_borrowed(&ENVELOPE, bytes, |view| {
+        let view = match view {
+            Ok(view) => view,
+            Err(e) => return f(Err(e)),
+        };
+        by_key_as_sent(&mut view.tags);
+        by_key_as_sent(&mut view.deprecated_tags);
+        let view = &*view;
+        let kind = match &view.message {
+            Some(ViewMessage::Counter(_)) => Kind::Counter,
+            Some(ViewMessage::Gauge(gauge)) => {
+                return with_borrowed(&GAUGE, gauge, |gauge| {
+                    let metrics = gauge.and_then(|gauge| read_metrics(&gauge.metrics));
+                    f(metrics.and_then(|metrics| checked(view, Kind::Gauge, metrics)))
+                });
+            }
+            Some(ViewMessage::Timer(_)) => Kind::Timer,
+            Some(ViewMessage::Log(_)) => Kind::Log,
+            Some(ViewMessage::Event(_)) => Kind::Event,
+            None => Kind::None,
+        };
+        f(checked(view, kind, Vec::new()))
+    })
+}
+
+/// The view's envelope, checked, with the gauge's `metrics`.
+fn checked<'a>(
+    view: &'a view::Envelope,
+    kind: Kind,
+    metrics: Vec<GaugeMetric<'a>>,
+) -> Result<WireV2<'a>, DecodeError> {
+    let counter = match &view.message {
+        Some(ViewMessage::Counter(c)) => Some((utf8(&c.name, "counter name")?, c.delta, c.total)),
+        _ => None,
+    };
+    Ok(WireV2 {
+        kind,
+        source_id: utf8(&view.source_id, "source_id")?,
+        instance_id: utf8(&view.instance_id, "instance_id")?,
+        tags: &view.tags,
+        deprecated: &view.deprecated_tags,
+        counter,
+        metrics,
+    })
+}
+
+/// Sorts map entries by their key, keeping the order they were sent in
+/// among equal keys, so that the same entries sent in another order read
+/// the same (senders write maps in any order) and the last sent of a key
+/// still wins. Entries whose key cannot be read without decoding them stay
+/// in the order sent, all of them.
+fn by_key_as_sent(entries: &mut [Bytes]) {
+    fn key(entry: &[u8]) -> Option<&[u8]> {
+        let (&tag, mut rest) = entry.split_first()?;
+        // The key, field 1, length-delimited, first: as every encoder writes it.
+        if tag != 0x0a {
+            return None;
+        }
+        let len = usize::try_from(prost::encoding::decode_varint(&mut rest).ok()?).ok()?;
+        rest.get(..len)
+    }
+    if entries.len() < 2 || entries.iter().any(|e| key(e).is_none()) {
+        return;
+    }
+    entries.sort_by(|a, b| key(a).cmp(&key(b)));
+}
+
+/// A gauge's metric entries, checked, sorted by name, the last sent of a
+/// name kept.
+fn read_metrics(entries: &[Bytes]) -> Result<Vec<GaugeMetric<'_>>, DecodeError> {
+    let mut metrics = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let metric: view::Metric = decode_part(entry)?;
+        let (unit, value) = match &metric.value {
+            Some(v) => (within(entry, &v.unit), v.value),
+            None => (&[][..], 0.0),
+        };
+        metrics.push(GaugeMetric {
+            name: utf8(within(entry, &metric.key), "gauge metric name")?,
+            unit: utf8(unit, "gauge metric unit")?,
+            value,
+        });
+    }
+    if metrics.len() > 1 {
+        // Sorted by name, wire order kept among equal names; then the last wins.
+        metrics.sort_by(|a, b| by_key(a.name, b.name));
+        metrics.dedup_by(|later, earlier| {
+            let same = later.name == earlier.name;
+            if same {
+                *earlier = *later;
+            }
+            same
+        });
+    }
+    Ok(metrics)
+}
+
+/// A deprecated tag's value as text, as the v1 conversion prints it.
+fn value_text<'e>(
+    entry: &'e [u8],
+    value: &Option<view::Value>,
+) -> Result<Option<Cow<'e, str>>, DecodeError> {
+    use view::value::Data;
+    Ok(match value.as_ref().and_then(|v| v.data.as_ref()) {
+        Some(Data::Text(text)) => Some(Cow::Borrowed(utf8(within(entry, text), "tag value")?)),
+        Some(Data::Integer(n)) => Some(Cow::Owned(n.to_string())),
+        Some(Data::Decimal(d)) => Some(Cow::Owned(format!("{d:.6}"))),
+        None => None,
+    })
+}
+
+impl<'a> WireV2<'a> {
+    /// What the envelope carries.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Whether it carries metrics (a counter or a gauge).
+    pub fn carries_metrics(&self) -> bool {
+        matches!(self.kind, Kind::Counter | Kind::Gauge)
+    }
+
+    /// Whether the gauge is a container's: more than one metric, and the
+    /// five keys all present, none with an empty unit and a value of 0.
+    fn is_container(&self) -> bool {
+        self.metrics.len() > 1
+            && CONTAINER_KEYS.iter().all(|key| {
+                self.metric(key)
+                    .is_some_and(|m| !(m.unit.is_empty() && m.value == 0.0))
+            })
+    }
+
+    fn metric(&self, name: &str) -> Option<&GaugeMetric<'a>> {
+        self.metrics
+            .binary_search_by(|m| by_key(m.name, name))
+            .ok()
+            .map(|i| &self.metrics[i])
+    }
+
+    /// The container's instance index: its `instance_index` metric, else
+    /// the instance id.
+    fn instance_index(&self) -> i32 {
+        match self.metric("instance_index") {
+            Some(m) => m.value as i32,
+            None => self.instance_id.parse().unwrap_or(0),
+        }
+    }
+
+    /// Calls `f` with the event type and payload of each metric the
+    /// envelope carries: a counter gives one; a container's gauge one
+    /// container metric; any other gauge one value metric per key, in key
+    /// order. Timers, logs and events carry no metric and give none.
+    pub fn payloads(&self, mut f: impl FnMut(EventType, Payload<'a>)) {
+        if let Some((name, delta, total)) = self.counter {
+            // A total of 0 with a delta is a counter that sends deltas only.
+            let total = (total != 0 || delta == 0).then_some(total);
+            return f(
+                EventType::CounterEvent,
+                Payload::Counter { name, delta, total },
+            );
+        }
+        if self.is_container() {
+            let value = |key: &str| self.metric(key).map_or(0.0, |m| m.value);
+            let payload = Payload::Container {
+                application_id: self.source_id,
+                instance_index: self.instance_index(),
+                cpu_percentage: value("cpu"),
+                memory_bytes: value("memory") as u64,
+                disk_bytes: value("disk") as u64,
+                memory_bytes_quota: Some(value("memory_quota") as u64),
+                disk_bytes_quota: Some(value("disk_quota") as u64),
+            };
+            return f(EventType::ContainerMetric, payload);
+        }
+        for metric in &self.metrics {
+            let payload = Payload::Value {
+                name: metric.name,
+                value: metric.value,
+                unit: metric.unit,
+            };
+            f(EventType::ValueMetric, payload);
+        }
+    }
+
+    /// Writes to `out` everything the series of the envelope's metrics can
+    /// depend on, and no value: two envelopes with the same identity carry
+    /// the same metrics with the same fields and tags, in the same order.
+    pub fn identity(&self, out: &mut Vec<u8>) {
+        fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+        out.clear();
+        out.push(self.kind as u8);
+        put(out, self.source_id.as_bytes());
+        put(out, self.instance_id.as_bytes());
+        if let Some((name, _, _)) = self.counter {
+            put(out, name.as_bytes());
+        }
+        if self.is_container() {
+            out.push(1);
+            out.extend_from_slice(&self.instance_index().to_le_bytes());
+        } else {
+            out.push(0);
+            out.extend_from_slice(&(self.metrics.len() as u32).to_le_bytes());
+            for metric in &self.metrics {
+                put(out, metric.name.as_bytes());
+                put(out, metric.unit.as_bytes());
+            }
+        }
+        for entries in [self.tags, self.deprecated] {
+            out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+            for entry in entries {
+                put(out, entry);
+            }
+        }
+    }
+
+    /// Calls `f` with each metric the envelope carries (as
+    /// [`WireV2::payloads`] orders them) as the envelope model, with the
+    /// fields and tags Doppler's v1 conversion gives: tags, then deprecated
+    /// tags where tags lack the key, less the fixed ones; `source_id` (and
+    /// but for a container's metric `instance_id`) from the envelope when
+    /// set. Fails when a tag does not decode or is not UTF-8.
+    pub fn metrics(&self, mut f: impl FnMut(&EnvelopeRef<'_>)) -> Result<(), DecodeError> {
+        let tags = sorted_last_wins(
+            self.tags
+                .iter()
+                .map(decode_tag)
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+        let mut deprecated = Vec::with_capacity(self.deprecated.len());
+        for entry in self.deprecated {
+            let tag: view::DeprecatedTag = decode_part(entry)?;
+            let text = value_text(entry, &tag.value)?;
+            deprecated.push((utf8(within(entry, &tag.key), "tag key")?, text));
+        }
+        // The last sent of a key wins, even when it has no value.
+        let deprecated: Vec<(&str, Cow<'_, str>)> = sorted_last_wins(deprecated)
+            .into_iter()
+            .filter_map(|(key, text)| Some((key, text?)))
+            .collect();
+        let find = |key: &str| -> Option<&str> {
+            let tag = tags.binary_search_by(|(k, _)| by_key(k, key)).ok();
+            tag.map(|i| tags[i].1).or_else(|| {
+                let i = deprecated.binary_search_by(|(k, _)| by_key(k, key)).ok()?;
+                Some(deprecated[i].1.as_ref())
+            })
+        };
+        // Looked up once, however many metrics the envelope carries.
+        let [origin, deployment, job, index, ip] =
+            ["origin", "deployment", "job", "index", "ip"].map(|key| find(key).unwrap_or(""));
+        let merged = |with_instance: bool| {
+            let overridden = |key: &str| {
+                (key == "source_id" && !self.source_id.is_empty())
+                    || (with_instance && key == "instance_id" && !self.instance_id.is_empty())
+            };
+            let mut merged: Vec<(&str, &str)> = Vec::with_capacity(tags.len() + 2);
+            merged.extend(
+                tags.iter()
+                    .copied()
+                    .filter(|(k, _)| !FIXED_TAGS.contains(k) && !overridden(k)),
+            );
+            for &(key, ref value) in &deprecated {
+                let in_tags = tags.binary_search_by(|(k, _)| by_key(k, key)).is_ok();
+                if !FIXED_TAGS.contains(&key) && !overridden(key) && !in_tags {
+                    merged.push((key, value));
+                }
+            }
+            if !self.source_id.is_empty() {
+                merged.push(("source_id", self.source_id));
+            }
+            if with_instance && !self.instance_id.is_empty() {
+                merged.push(("instance_id", self.instance_id));
+            }
+            merged.sort_unstable_by(|a, b| by_key(a.0, b.0));
+            merged
+        };
+        let mut shared: Option<Vec<(&str, &str)>> = None;
+        self.payloads(|event_type, payload| {
+            let with_instance = event_type != EventType::ContainerMetric;
+            let tags = shared.get_or_insert_with(|| merged(with_instance)).clone();
+            f(&EnvelopeRef {
+                fields: Fields {
+                    origin,
+                    event_type,
+                    deployment: Some(deployment),
+                    job: Some(job),
+                    index: Some(index),
+                    ip: Some(ip),
+                    payload,
+                },
+                tags,
+            });
+        });
+        Ok(())
+    }
+}
+
+/// `pairs` sorted by key, one per key, the last sent winning as for a
+/// protobuf map.
+fn sorted_last_wins<V>(mut pairs: Vec<(&str, V)>) -> Vec<(&str, V)> {
+    pairs.sort_by(|a, b| by_key(a.0, b.0));
+    pairs.reverse();
+    // Reversed: the first of a run of equal keys is the last sent.
+    pairs.dedup_by(|later, earlier| later.0 == earlier.0);
+    pairs.reverse();
+    pairs
+}
