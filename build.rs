@@ -10,7 +10,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/events/error.proto",
         "proto/events/uuid.proto",
         "proto/view/envelope.proto",
-        "proto/view/v2.proto",
         "proto/loggregator/v2/envelope.proto",
         "proto/loggregator/v2/egress.proto",
     ];

@@ -1,6 +1,6 @@
 //! The hot paths, piece by piece: decoding (and checking) each envelope kind, translation
-//! plus store update for existing and for new series, the same for the RLP gateway's JSON
-//! batches, and the exposition of 10k, 100k and 1M series in both formats.
+//! plus store update for existing and for new series, the same for the RLP's protobuf and
+//! the RLP gateway's JSON batches, and the exposition of 10k, 100k and 1M series in both formats.
 //!
 //! `cargo bench --bench pipeline`; figures are per envelope or per scrape.
 
@@ -39,18 +39,39 @@ fn workload_round() -> Vec<Bytes> {
         .collect()
 }
 
-/// The same round as the RLP gateway sends it: v2 envelopes, JSON batches
-/// of 100. Returns the batches and how many envelopes they hold.
-fn gateway_round() -> (Vec<Bytes>, u64) {
+/// The same round as the RLP sends it: v2 envelopes, protobuf batches of
+/// 100. Returns the batches and how many envelopes they hold.
+fn rlp_round() -> (Vec<Bytes>, u64) {
+    let envelopes = v2_round();
+    let batches = envelopes
+        .chunks(100)
+        .map(|chunk| {
+            let batch = envelope::v2::EnvelopeBatch {
+                batch: chunk.to_vec(),
+            };
+            Bytes::from(batch.encode_to_vec())
+        })
+        .collect();
+    (batches, envelopes.len() as u64)
+}
+
+/// The round's envelopes in their v2 form.
+fn v2_round() -> Vec<envelope::v2::Envelope> {
     let mut workload = Workload::new(&WorkloadArgs {
         rate: 0,
         cells: 50,
         apps: 500,
         seed: 1,
     });
-    let envelopes: Vec<_> = (0..workload.round_len())
+    (0..workload.round_len())
         .filter_map(|_| to_v2(&workload.next_envelope()))
-        .collect();
+        .collect()
+}
+
+/// The same round as the RLP gateway sends it: v2 envelopes, JSON batches
+/// of 100. Returns the batches and how many envelopes they hold.
+fn gateway_round() -> (Vec<Bytes>, u64) {
+    let envelopes = v2_round();
     let batches = envelopes
         .chunks(100)
         .map(|chunk| Bytes::from(batch_json(chunk)))
@@ -125,6 +146,19 @@ fn ingest(c: &mut Criterion) {
         );
     });
     let (batches, envelopes) = gateway_round();
+    group.throughput(Throughput::Elements(envelopes));
+    let (rlp_batches, rlp_envelopes) = rlp_round();
+    group.throughput(Throughput::Elements(rlp_envelopes));
+    group.bench_function("rlp_existing_series", |b| {
+        let telemetry = Telemetry::new();
+        let store = Arc::new(SeriesStore::new(
+            Duration::from_secs(600),
+            telemetry.clone(),
+        ));
+        let mut ingest = Ingest::new(NativeScheme::default(), store, telemetry);
+        ingest.batch_of(Wire::V2Proto, &rlp_batches);
+        b.iter(|| ingest.batch_of(Wire::V2Proto, &rlp_batches));
+    });
     group.throughput(Throughput::Elements(envelopes));
     group.bench_function("gateway_existing_series", |b| {
         let telemetry = Telemetry::new();

@@ -41,6 +41,9 @@ pub enum DecodeError {
     /// The bytes are not a protobuf `Envelope`.
     #[error("malformed envelope: {0}")]
     Malformed(#[from] prost::DecodeError),
+    /// The bytes break a rule of protobuf's encoding.
+    #[error("malformed envelope: {0}")]
+    Invalid(&'static str),
     /// A string field the exporter reads is not UTF-8.
     #[error("malformed envelope: {0} is not UTF-8")]
     InvalidUtf8(&'static str),
@@ -63,7 +66,9 @@ impl DecodeError {
     /// A short, stable label for counting rejections by cause.
     pub fn reason(&self) -> &'static str {
         match self {
-            DecodeError::Malformed(_) | DecodeError::InvalidUtf8(_) => "malformed",
+            DecodeError::Malformed(_) | DecodeError::Invalid(_) | DecodeError::InvalidUtf8(_) => {
+                "malformed"
+            }
             DecodeError::UnknownEventType(_) => "unknown_event_type",
             DecodeError::MissingField { .. } => "missing_field",
         }

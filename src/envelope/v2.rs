@@ -26,6 +26,7 @@ pub use proto::envelope::Message;
 pub use proto::{Envelope, EnvelopeBatch};
 
 mod json;
+mod scan;
 mod wire;
 
 pub use json::{JsonError, decode_batch_json};

@@ -230,9 +230,9 @@ impl<S: NamingScheme> Ingest<S> {
         });
         if let Err(error) = result {
             let counter = match error {
-                DecodeError::Malformed(_) | DecodeError::InvalidUtf8(_) => {
-                    &self.counters.decode_errors
-                }
+                DecodeError::Malformed(_)
+                | DecodeError::Invalid(_)
+                | DecodeError::InvalidUtf8(_) => &self.counters.decode_errors,
                 DecodeError::UnknownEventType(_) => &self.counters.unknown_event_type,
                 DecodeError::MissingField { .. } => &self.counters.missing_field,
             };

@@ -1,8 +1,8 @@
 //! v2 envelopes read in place, as the RLP sends them: a batch's envelopes
-//! are decoded as the view of `proto/view/v2.proto`, whose strings are
-//! slices of the batch, and read as a [`WireV2`]: checked, with the tags and
-//! deprecated tags still encoded (in a canonical order, since senders write
-//! maps in any order) and the gauge's metrics read and sorted by name.
+//! are read by `scan` into slices of the batch and checked as a
+//! [`WireV2`], with the tags and deprecated tags still encoded (put in key
+//! order, since senders write maps in any order) and the gauge's metrics
+//! read and sorted by name.
 //!
 //! [`WireV2::identity`] is everything the series of its metrics can depend
 //! on and no value, so that ingestion can recognise an envelope it has seen
@@ -12,20 +12,12 @@
 //! would give it (protocol.md §3.4).
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
-use bytes::Bytes;
-
-use crate::envelope::borrowed::{decode_part, decode_tag, utf8, with_borrowed, within};
+use super::scan::{self, Entry, Parts, TypedValue};
+use crate::envelope::borrowed::utf8;
 use crate::envelope::events::envelope::EventType;
 use crate::envelope::{DecodeError, EnvelopeRef, Fields, Payload, by_key};
-
-/// Types generated from `proto/view/v2.proto`.
-#[allow(missing_docs, clippy::all)]
-pub(crate) mod view {
-    include!(concat!(env!("OUT_DIR"), "/view.v2.rs"));
-}
-
-use view::envelope::Message as ViewMessage;
 
 /// The tags that become an envelope's fixed v1 fields (origin and the BOSH
 /// fields), and the marker of a v1 type; never tags of their own.
@@ -94,13 +86,15 @@ pub struct GaugeMetric<'a> {
 /// A checked v2 envelope whose tags are still encoded.
 #[derive(Debug)]
 pub struct WireV2<'a> {
+    /// The envelope's encoding.
+    whole: &'a [u8],
     kind: Kind,
     source_id: &'a str,
     instance_id: &'a str,
     /// The entries of `tags`, by key ([`by_key_as_sent`]).
-    tags: &'a [Bytes],
+    tags: &'a [Entry],
     /// The entries of `deprecated_tags`, by key.
-    deprecated: &'a [Bytes],
+    deprecated: &'a [Entry],
     /// Name, delta and total.
     counter: Option<(&'a str, u64, u64)>,
     /// The gauge's metrics by name, one per name (the last sent).
@@ -109,106 +103,35 @@ pub struct WireV2<'a> {
 
 /// Decodes every envelope of an encoded `EnvelopeBatch` and hands each
 /// one's encoding to `f`, in order.
-pub fn for_each_in_batch(batch: &[u8], mut f: impl FnMut(&[u8])) -> Result<(), DecodeError> {
-    thread_local! {
-        static BATCH: std::cell::RefCell<view::EnvelopeBatch> = Default::default();
-    }
-    with_borrowed(&BATCH, batch, |view| {
-        for envelope in &view?.batch {
-            f(envelope);
-        }
-        Ok(())
-    })
+pub fn for_each_in_batch(batch: &[u8], f: impl FnMut(&[u8])) -> Result<(), DecodeError> {
+    scan::batch(batch, f)
 }
 
 /// Decodes and checks one encoded v2 envelope and hands it to `f`, which
 /// borrows its strings from `bytes`; the borrow ends when `f` returns.
 pub fn with_wire<R>(bytes: &[u8], f: impl FnOnce(Result<WireV2<'_>, DecodeError>) -> R) -> R {
     thread_local! {
-        static ENVELOPE: std::cell::RefCell<view::Envelope> = Default::default();
-        static GAUGE: std::cell::RefCell<view::Gauge> = Default::default();
+        static PARTS: RefCell<Parts> = RefCell::default();
     }
-    with_borrowed(&ENVELOPE, bytes, |view| {
-        let view = match view {
-            Ok(view) => view,
-            Err(e) => return f(Err(e)),
-        };
-        by_key_as_sent(&mut view.tags);
-        by_key_as_sent(&mut view.deprecated_tags);
-        let view = &*view;
-        let kind = match &view.message {
-            Some(ViewMessage::Counter(_)) => Kind::Counter,
-            Some(ViewMessage::Gauge(gauge)) => {
-                return with_borrowed(&GAUGE, gauge, |gauge| {
-                    let metrics = gauge.and_then(|gauge| read_metrics(&gauge.metrics));
-                    f(metrics.and_then(|metrics| checked(view, Kind::Gauge, metrics)))
-                });
-            }
-            Some(ViewMessage::Timer(_)) => Kind::Timer,
-            Some(ViewMessage::Log(_)) => Kind::Log,
-            Some(ViewMessage::Event(_)) => Kind::Event,
-            None => Kind::None,
-        };
-        f(checked(view, kind, Vec::new()))
+    PARTS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut parts) => f(read(bytes, &mut parts)),
+        // `f` reads another envelope: that one gets parts of its own.
+        Err(_) => f(read(bytes, &mut Parts::default())),
     })
 }
 
-/// The view's envelope, checked, with the gauge's `metrics`.
-fn checked<'a>(
-    view: &'a view::Envelope,
-    kind: Kind,
-    metrics: Vec<GaugeMetric<'a>>,
-) -> Result<WireV2<'a>, DecodeError> {
-    let counter = match &view.message {
-        Some(ViewMessage::Counter(c)) => Some((utf8(&c.name, "counter name")?, c.delta, c.total)),
-        _ => None,
-    };
-    Ok(WireV2 {
-        kind,
-        source_id: utf8(&view.source_id, "source_id")?,
-        instance_id: utf8(&view.instance_id, "instance_id")?,
-        tags: &view.tags,
-        deprecated: &view.deprecated_tags,
-        counter,
-        metrics,
-    })
-}
-
-/// Sorts map entries by their key, keeping the order they were sent in
-/// among equal keys, so that the same entries sent in another order read
-/// the same (senders write maps in any order) and the last sent of a key
-/// still wins. Entries whose key cannot be read without decoding them stay
-/// in the order sent, all of them.
-fn by_key_as_sent(entries: &mut [Bytes]) {
-    fn key(entry: &[u8]) -> Option<&[u8]> {
-        let (&tag, mut rest) = entry.split_first()?;
-        // The key, field 1, length-delimited, first: as every encoder writes it.
-        if tag != 0x0a {
-            return None;
-        }
-        let len = usize::try_from(prost::encoding::decode_varint(&mut rest).ok()?).ok()?;
-        rest.get(..len)
-    }
-    if entries.len() < 2 || entries.iter().any(|e| key(e).is_none()) {
-        return;
-    }
-    entries.sort_by(|a, b| key(a).cmp(&key(b)));
-}
-
-/// A gauge's metric entries, checked, sorted by name, the last sent of a
-/// name kept.
-fn read_metrics(entries: &[Bytes]) -> Result<Vec<GaugeMetric<'_>>, DecodeError> {
-    let mut metrics = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let metric: view::Metric = decode_part(entry)?;
-        let (unit, value) = match &metric.value {
-            Some(v) => (within(entry, &v.unit), v.value),
-            None => (&[][..], 0.0),
-        };
+/// Reads `whole` into `parts` and checks it.
+fn read<'a>(whole: &'a [u8], parts: &'a mut Parts) -> Result<WireV2<'a>, DecodeError> {
+    parts.read(whole)?;
+    by_key_as_sent(whole, &mut parts.tags);
+    by_key_as_sent(whole, &mut parts.deprecated);
+    let parts = &*parts;
+    let mut metrics = Vec::with_capacity(parts.readings.len());
+    for (name, unit, value) in &parts.readings {
         metrics.push(GaugeMetric {
-            name: utf8(within(entry, &metric.key), "gauge metric name")?,
-            unit: utf8(unit, "gauge metric unit")?,
-            value,
+            name: utf8(name.in_(whole), "gauge metric name")?,
+            unit: utf8(unit.in_(whole), "gauge metric unit")?,
+            value: *value,
         });
     }
     if metrics.len() > 1 {
@@ -222,19 +145,45 @@ fn read_metrics(entries: &[Bytes]) -> Result<Vec<GaugeMetric<'_>>, DecodeError> 
             same
         });
     }
-    Ok(metrics)
+    let (kind, counter) = match parts.message {
+        scan::Message::Counter(name, delta, total) => {
+            let name = utf8(name.in_(whole), "counter name")?;
+            (Kind::Counter, Some((name, delta, total)))
+        }
+        scan::Message::Gauge(_) => (Kind::Gauge, None),
+        scan::Message::Timer => (Kind::Timer, None),
+        scan::Message::Log => (Kind::Log, None),
+        scan::Message::Event => (Kind::Event, None),
+        scan::Message::None => (Kind::None, None),
+    };
+    Ok(WireV2 {
+        whole,
+        kind,
+        source_id: utf8(parts.source_id.in_(whole), "source_id")?,
+        instance_id: utf8(parts.instance_id.in_(whole), "instance_id")?,
+        tags: &parts.tags,
+        deprecated: &parts.deprecated,
+        counter,
+        metrics,
+    })
+}
+
+/// Sorts map entries by their key, keeping the order they were sent in
+/// among equal keys, so that the same entries sent in another order read
+/// the same (senders write maps in any order) and the last sent of a key
+/// still wins.
+fn by_key_as_sent(whole: &[u8], entries: &mut [Entry]) {
+    if entries.len() > 1 {
+        entries.sort_by(|a, b| a.key.in_(whole).cmp(b.key.in_(whole)));
+    }
 }
 
 /// A deprecated tag's value as text, as the v1 conversion prints it.
-fn value_text<'e>(
-    entry: &'e [u8],
-    value: &Option<view::Value>,
-) -> Result<Option<Cow<'e, str>>, DecodeError> {
-    use view::value::Data;
-    Ok(match value.as_ref().and_then(|v| v.data.as_ref()) {
-        Some(Data::Text(text)) => Some(Cow::Borrowed(utf8(within(entry, text), "tag value")?)),
-        Some(Data::Integer(n)) => Some(Cow::Owned(n.to_string())),
-        Some(Data::Decimal(d)) => Some(Cow::Owned(format!("{d:.6}"))),
+fn value_text(value: Option<TypedValue<'_>>) -> Result<Option<Cow<'_, str>>, DecodeError> {
+    Ok(match value {
+        Some(TypedValue::Text(text)) => Some(Cow::Borrowed(utf8(text, "tag value")?)),
+        Some(TypedValue::Integer(n)) => Some(Cow::Owned(n.to_string())),
+        Some(TypedValue::Decimal(d)) => Some(Cow::Owned(format!("{d:.6}"))),
         None => None,
     })
 }
@@ -341,7 +290,7 @@ impl<'a> WireV2<'a> {
         for entries in [self.tags, self.deprecated] {
             out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
             for entry in entries {
-                put(out, entry);
+                put(out, entry.all.in_(self.whole));
             }
         }
     }
@@ -353,17 +302,19 @@ impl<'a> WireV2<'a> {
     /// but for a container's metric `instance_id`) from the envelope when
     /// set. Fails when a tag does not decode or is not UTF-8.
     pub fn metrics(&self, mut f: impl FnMut(&EnvelopeRef<'_>)) -> Result<(), DecodeError> {
-        let tags = sorted_last_wins(
-            self.tags
-                .iter()
-                .map(decode_tag)
-                .collect::<Result<Vec<_>, _>>()?,
-        );
+        let whole = self.whole;
+        let mut tags = Vec::with_capacity(self.tags.len());
+        for entry in self.tags {
+            tags.push((
+                utf8(entry.key.in_(whole), "tag key")?,
+                utf8(entry.value.in_(whole), "tag value")?,
+            ));
+        }
+        let tags = sorted_last_wins(tags);
         let mut deprecated = Vec::with_capacity(self.deprecated.len());
         for entry in self.deprecated {
-            let tag: view::DeprecatedTag = decode_part(entry)?;
-            let text = value_text(entry, &tag.value)?;
-            deprecated.push((utf8(within(entry, &tag.key), "tag key")?, text));
+            let text = value_text(scan::typed_value(entry.value.in_(whole))?)?;
+            deprecated.push((utf8(entry.key.in_(whole), "tag key")?, text));
         }
         // The last sent of a key wins, even when it has no value.
         let deprecated: Vec<(&str, Cow<'_, str>)> = sorted_last_wins(deprecated)
