@@ -87,11 +87,23 @@ struct KnownEnvelopes {
     entries: HashMap<u64, Known, BuildHasherDefault<KeyHasher>>,
     /// The identity of the envelope at hand.
     identity: Vec<u8>,
+    /// Its second hash, of a function of its own.
+    check: u64,
+    /// The table's hash of an identity, and the second one: both seeded at
+    /// random per process, so that no sender can choose identities that
+    /// collide in both.
+    hashers: (foldhash::fast::RandomState, foldhash::quality::RandomState),
 }
 
 #[derive(Debug, Clone)]
 struct Known {
-    identity: Box<[u8]>,
+    /// The identity's second hash. Identities are told apart by 128 bits
+    /// of hash rather than compared byte for byte: keeping them would take
+    /// a cache miss and a comparison of some hundred bytes per envelope,
+    /// and an envelope taken for another (both hashes equal to those of one
+    /// of the few hundred thousand identities a task holds) is a chance
+    /// below 2^-64 in a year at a million envelopes a second.
+    check: u64,
     /// One per update, in the order the scheme yields them: nearly always
     /// one, kept in the table's entry so that finding it costs no further
     /// cache miss.
@@ -106,6 +118,8 @@ impl Default for KnownEnvelopes {
             budget: KNOWN_BYTES_MAX,
             entries: HashMap::default(),
             identity: Vec::new(),
+            check: 0,
+            hashers: Default::default(),
         }
     }
 }
@@ -120,8 +134,16 @@ impl KnownEnvelopes {
         }
     }
 
+    /// Hashes the identity at hand: its hash in the table, returned, and
+    /// its second one, kept for [`KnownEnvelopes::get`] and
+    /// [`KnownEnvelopes::insert`].
+    fn hash(&mut self) -> u64 {
+        self.check = self.hashers.1.hash_one(self.identity.as_slice());
+        self.hashers.0.hash_one(self.identity.as_slice())
+    }
+
     /// The entry for the identity at hand, whose hash is `hash`. The series
-    /// are prefetched while the identities are compared.
+    /// are prefetched while the second hashes are compared.
     fn get(&mut self, hash: u64) -> Option<&mut Known> {
         let known = self.entries.get_mut(&hash)?;
         known
@@ -129,12 +151,12 @@ impl KnownEnvelopes {
             .as_slice()
             .iter()
             .for_each(SeriesHandle::prefetch);
-        (*known.identity == *self.identity).then_some(known)
+        (known.check == self.check).then_some(known)
     }
 
     fn insert(&mut self, hash: u64, series: Vec<SeriesHandle>) {
         let known = Known {
-            identity: self.identity.as_slice().into(),
+            check: self.check,
             series: series.into(),
         };
         let bytes = known.size();
@@ -167,7 +189,7 @@ impl Known {
             Chain::One(_) => 0,
             Chain::Many(all) => all.capacity() * std::mem::size_of::<SeriesHandle>(),
         };
-        std::mem::size_of::<(u64, Known)>() + self.identity.len() + beyond
+        std::mem::size_of::<(u64, Known)>() + beyond
     }
 }
 
@@ -194,7 +216,6 @@ pub struct Ingest<S = NativeScheme> {
     filters: Filters,
     families: FamilyCache,
     known: KnownEnvelopes,
-    hasher: foldhash::fast::RandomState,
     /// A v2 envelope of the gateway's, encoded again.
     encoded: Vec<u8>,
 }
@@ -211,7 +232,6 @@ impl<S: NamingScheme> Ingest<S> {
             filters: Filters::default(),
             families: FamilyCache::default(),
             known: KnownEnvelopes::default(),
-            hasher: Default::default(),
             encoded: Vec::new(),
         }
     }
@@ -261,7 +281,7 @@ impl<S: NamingScheme> Ingest<S> {
         if rememberable {
             known.follow(store.generation());
             scheme.identity(&wire, &mut known.identity);
-            let identity = self.hasher.hash_one(known.identity.as_slice());
+            let identity = known.hash();
             hash = Some(identity);
             if let Some(entry) = known.get(identity) {
                 self.counters.received(fields, &self.telemetry);
@@ -394,7 +414,7 @@ impl<S: NamingScheme> Ingest<S> {
         if rememberable {
             known.follow(store.generation());
             wire.identity(&mut known.identity);
-            let identity = self.hasher.hash_one(known.identity.as_slice());
+            let identity = known.hash();
             hash = Some(identity);
             if let Some(entry) = known.get(identity) {
                 let mut series = entry.series.as_mut_slice().iter_mut();

@@ -161,6 +161,21 @@ pub(super) struct Parts {
 
 /// A map entry: key field 1, value field 2, both length-delimited.
 fn entry(whole: &[u8], encoded: &[u8]) -> Result<Entry, DecodeError> {
+    // As every encoder writes a short entry: the key, then the value, each
+    // under 128 bytes, nothing else.
+    if let [0x0a, key_len, rest @ ..] = encoded
+        && *key_len < 0x80
+        && let Some((key, [0x12, value_len, value @ ..])) =
+            rest.split_at_checked(usize::from(*key_len))
+        && *value_len < 0x80
+        && usize::from(*value_len) == value.len()
+    {
+        return Ok(Entry {
+            all: Span::of(whole, encoded),
+            key: Span::of(whole, key),
+            value: Span::of(whole, value),
+        });
+    }
     let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
     fields(encoded, |number, field| {
         match number {
