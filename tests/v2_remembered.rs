@@ -47,6 +47,21 @@ fn pick(values: &'static [&'static str]) -> impl Strategy<Value = &'static str> 
     prop::sample::select(values.to_vec())
 }
 
+/// A gauge of `(name, unit, value)` metrics.
+fn gauge(metrics: Vec<(&str, &str, u8)>) -> Option<proto::envelope::Message> {
+    let metrics = metrics
+        .into_iter()
+        .map(|(name, unit, value)| {
+            let value = proto::GaugeValue {
+                unit: unit.into(),
+                value: f64::from(value),
+            };
+            (name.to_string(), value)
+        })
+        .collect();
+    Some(proto::envelope::Message::Gauge(proto::Gauge { metrics }))
+}
+
 fn message() -> impl Strategy<Value = Option<proto::envelope::Message>> {
     use proto::envelope::Message as M;
     let metrics = prop::collection::vec(
@@ -74,26 +89,8 @@ fn message() -> impl Strategy<Value = Option<proto::envelope::Message>> {
         metrics
     });
     prop_oneof![
-        2 => container.prop_map(|metrics| {
-            let metrics = metrics
-                .into_iter()
-                .map(|(name, unit, value)| {
-                    let value = proto::GaugeValue { unit: unit.into(), value: f64::from(value) };
-                    (name.to_string(), value)
-                })
-                .collect();
-            Some(M::Gauge(proto::Gauge { metrics }))
-        }),
-        4 => metrics.prop_map(|metrics| {
-            let metrics = metrics
-                .into_iter()
-                .map(|(name, unit, value)| {
-                    let value = proto::GaugeValue { unit: unit.into(), value: f64::from(value) };
-                    (name.to_string(), value)
-                })
-                .collect();
-            Some(M::Gauge(proto::Gauge { metrics }))
-        }),
+        2 => container.prop_map(gauge),
+        4 => metrics.prop_map(gauge),
         3 => (pick(&["c1", "m1", "c1_total"]), 0..5u64, 0..50u64).prop_map(|(name, delta, total)| {
             Some(M::Counter(proto::Counter { name: name.into(), delta, total }))
         }),

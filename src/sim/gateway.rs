@@ -6,7 +6,6 @@
 //! without envelope types, 503 while unavailable. Batches are split at
 //! random among the connections that share a shard id.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,11 +16,10 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use rand::RngExt;
 use tokio::sync::mpsc;
 
 use super::TokenBook;
-use super::v2::{Selection, batch_json};
+use super::v2::{Selection, Streams, batch_json};
 use crate::envelope::v2::Envelope;
 
 /// Batches buffered per connection before publishing waits.
@@ -40,17 +38,12 @@ enum Command {
     End,
 }
 
-#[derive(Debug, Clone)]
-struct Subscriber {
-    tx: mpsc::Sender<Command>,
-}
-
 #[derive(Debug, Default)]
 struct Inner {
     book: Arc<TokenBook>,
     heartbeat: Mutex<Duration>,
-    /// Subscribers grouped by shard id and selection.
-    groups: Mutex<HashMap<(String, Selection), Vec<Subscriber>>>,
+    /// The open streams.
+    streams: Streams<Command>,
     accepted: AtomicU64,
     not_found: AtomicU64,
     /// Answer every request with this error (400 or 503), when set.
@@ -125,7 +118,7 @@ impl Gateway {
 
     /// Open streams.
     pub fn connections(&self) -> usize {
-        self.subscribers().len()
+        self.inner.streams.all().len()
     }
 
     /// Waits until at least `n` streams are open, for at most `timeout`.
@@ -143,21 +136,7 @@ impl Gateway {
     /// As [`Gateway::publish`], with each event written in `pieces` parts
     /// a little apart, so that a reader gets it across several reads.
     pub async fn publish_split(&self, batch: &[Envelope], pieces: usize) -> usize {
-        let chosen: Vec<(Selection, mpsc::Sender<Command>)> = {
-            let mut groups = self.inner.groups.lock().unwrap_or_else(|e| e.into_inner());
-            // Streams whose reader has gone.
-            groups.retain(|_, subs| {
-                subs.retain(|s| !s.tx.is_closed());
-                !subs.is_empty()
-            });
-            let mut rng = rand::rng();
-            groups
-                .iter()
-                .map(|((_, selection), subs)| {
-                    (*selection, subs[rng.random_range(0..subs.len())].tx.clone())
-                })
-                .collect()
-        };
+        let chosen = self.inner.streams.chosen();
         let mut delivered = 0;
         for (selection, tx) in chosen {
             let wanted: Vec<Envelope> = batch
@@ -189,9 +168,9 @@ impl Gateway {
     /// say. Returns how many streams took it.
     pub async fn write_all(&self, text: &str) -> usize {
         let mut delivered = 0;
-        for sub in self.subscribers() {
+        for tx in self.inner.streams.all() {
             let command = Command::Write(Bytes::copy_from_slice(text.as_bytes()));
-            delivered += usize::from(sub.tx.send(command).await.is_ok());
+            delivered += usize::from(tx.send(command).await.is_ok());
         }
         delivered
     }
@@ -208,21 +187,9 @@ impl Gateway {
     }
 
     fn take_all(&self, command: impl Fn() -> Command) {
-        let groups =
-            std::mem::take(&mut *self.inner.groups.lock().unwrap_or_else(|e| e.into_inner()));
-        for sub in groups.into_values().flatten() {
-            let _ = sub.tx.try_send(command());
-        }
-    }
-
-    fn subscribers(&self) -> Vec<Subscriber> {
-        let groups = self.inner.groups.lock().unwrap_or_else(|e| e.into_inner());
-        groups
-            .values()
-            .flatten()
-            .filter(|s| !s.tx.is_closed())
-            .cloned()
-            .collect()
+        self.inner.streams.take_all(|tx| {
+            let _ = tx.try_send(command());
+        });
     }
 }
 
@@ -304,13 +271,7 @@ async fn read(
         None => {}
     }
     let (tx, rx) = mpsc::channel(CONNECTION_BUFFER);
-    inner
-        .groups
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry((shard, Selection(selection)))
-        .or_default()
-        .push(Subscriber { tx });
+    inner.streams.add(shard, Selection(selection), tx);
     inner.accepted.fetch_add(1, Ordering::Relaxed);
     let heartbeat = *inner.heartbeat.lock().unwrap_or_else(|e| e.into_inner());
     let events = futures_util::stream::unfold((rx, false), move |(mut rx, done)| async move {

@@ -6,7 +6,6 @@
 //! whatever is in flight), streams ended, subscriptions refused with a
 //! status (`Unavailable`, `ResourceExhausted`, ...).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,12 +13,11 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
-use rand::RngExt;
 use tokio::sync::mpsc;
 use tonic::{Code, Status};
 
 use super::pki::SimPki;
-use super::v2::Selection;
+use super::v2::{Selection, Streams};
 use crate::envelope::v2::Envelope;
 use crate::envelope::v2::proto::EgressBatchRequest;
 use crate::source::grpc::{BATCHED_RECEIVER, EgressCodec};
@@ -35,15 +33,10 @@ enum Command {
     End,
 }
 
-#[derive(Debug, Clone)]
-struct Subscriber {
-    tx: mpsc::Sender<Command>,
-}
-
 #[derive(Debug, Default)]
 struct Inner {
-    /// Subscribers grouped by shard id and selection.
-    groups: Mutex<HashMap<(String, Selection), Vec<Subscriber>>>,
+    /// The open streams.
+    streams: Streams<Command>,
     /// The tasks serving connections, to reset them.
     connections: Mutex<Vec<tokio::task::AbortHandle>>,
     /// Subscriptions answered with this status, when set.
@@ -175,7 +168,7 @@ impl Rlp {
 
     /// Open streams.
     pub fn connections(&self) -> usize {
-        self.subscribers().len()
+        self.inner.streams.all().len()
     }
 
     /// Waits until at least `n` streams are open, for at most `timeout`.
@@ -196,7 +189,7 @@ impl Rlp {
     /// stream that wants all of it.
     pub async fn publish_prepared(&self, batch: &PreparedBatch) -> usize {
         let mut delivered = 0;
-        for (selection, tx) in self.chosen() {
+        for (selection, tx) in self.inner.streams.chosen() {
             let encoded = if selection.0 & batch.kinds.0 == batch.kinds.0 {
                 batch.encoded.clone()
             } else {
@@ -218,10 +211,9 @@ impl Rlp {
 
     /// Ends every stream with status OK, after what was published before.
     pub fn end_all(&self) {
-        let groups = std::mem::take(&mut *lock(&self.inner.groups));
-        for sub in groups.into_values().flatten() {
-            let _ = sub.tx.try_send(Command::End);
-        }
+        self.inner.streams.take_all(|tx| {
+            let _ = tx.try_send(Command::End);
+        });
     }
 
     /// Drops every connection at once, with whatever it was sending: the
@@ -230,32 +222,7 @@ impl Rlp {
         for connection in std::mem::take(&mut *lock(&self.inner.connections)) {
             connection.abort();
         }
-        lock(&self.inner.groups).clear();
-    }
-
-    /// One stream of each group, chosen at random, with its selection.
-    fn chosen(&self) -> Vec<(Selection, mpsc::Sender<Command>)> {
-        let mut groups = lock(&self.inner.groups);
-        groups.retain(|_, subs| {
-            subs.retain(|s| !s.tx.is_closed());
-            !subs.is_empty()
-        });
-        let mut rng = rand::rng();
-        groups
-            .iter()
-            .map(|((_, selection), subs)| {
-                (*selection, subs[rng.random_range(0..subs.len())].tx.clone())
-            })
-            .collect()
-    }
-
-    fn subscribers(&self) -> Vec<Subscriber> {
-        lock(&self.inner.groups)
-            .values()
-            .flatten()
-            .filter(|s| !s.tx.is_closed())
-            .cloned()
-            .collect()
+        self.inner.streams.take_all(drop);
     }
 }
 
@@ -297,10 +264,7 @@ fn subscribe(
         )));
     }
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    lock(&inner.groups)
-        .entry((shard, selection))
-        .or_default()
-        .push(Subscriber { tx });
+    inner.streams.add(shard, selection, tx);
     let batches = futures_util::stream::unfold(rx, |mut rx| async move {
         match rx.recv().await {
             Some(Command::Batch(bytes)) => Some((Ok(bytes), rx)),

@@ -3,7 +3,11 @@
 //! transport carries the same workload; and their JSON, as the RLP Gateway
 //! writes it (protojson: 64-bit integers as strings, emitted defaults).
 
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
 use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
 
 use crate::envelope::events::{self, envelope::EventType};
 use crate::envelope::v2::{Envelope, Message, proto};
@@ -49,6 +53,73 @@ impl Selection {
             None => return false,
         };
         self.0 & (1 << bit) != 0
+    }
+}
+
+/// Streams by shard id and selection.
+type Groups<C> = HashMap<(String, Selection), Vec<mpsc::Sender<C>>>;
+
+/// The open streams of a simulated v2 server, grouped by shard id and
+/// selection: each publication goes to one stream of every group, chosen
+/// at random, as the Loggregator splits a shard between its subscribers.
+#[derive(Debug)]
+pub(crate) struct Streams<C> {
+    groups: Mutex<Groups<C>>,
+}
+
+impl<C> Default for Streams<C> {
+    fn default() -> Self {
+        Self {
+            groups: Default::default(),
+        }
+    }
+}
+
+impl<C> Streams<C> {
+    fn lock(&self) -> MutexGuard<'_, Groups<C>> {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a stream of `shard` wanting `selection`.
+    pub(crate) fn add(&self, shard: String, selection: Selection, tx: mpsc::Sender<C>) {
+        self.lock().entry((shard, selection)).or_default().push(tx);
+    }
+
+    /// One open stream of each group, chosen at random, with its selection.
+    pub(crate) fn chosen(&self) -> Vec<(Selection, mpsc::Sender<C>)> {
+        use rand::RngExt;
+        let mut groups = self.lock();
+        // Streams whose reader has gone.
+        groups.retain(|_, streams| {
+            streams.retain(|s| !s.is_closed());
+            !streams.is_empty()
+        });
+        let mut rng = rand::rng();
+        groups
+            .iter()
+            .map(|((_, selection), streams)| {
+                (
+                    *selection,
+                    streams[rng.random_range(0..streams.len())].clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every open stream.
+    pub(crate) fn all(&self) -> Vec<mpsc::Sender<C>> {
+        self.lock()
+            .values()
+            .flatten()
+            .filter(|s| !s.is_closed())
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets every stream, handing each to `f` first.
+    pub(crate) fn take_all(&self, mut f: impl FnMut(mpsc::Sender<C>)) {
+        let groups = std::mem::take(&mut *self.lock());
+        groups.into_values().flatten().for_each(&mut f);
     }
 }
 
