@@ -14,7 +14,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 
-use super::scan::{self, Entry, Parts, TypedValue};
+use super::scan::{self, Entry, Parts, Span, TypedValue};
 use crate::envelope::borrowed::utf8;
 use crate::envelope::events::envelope::EventType;
 use crate::envelope::{DecodeError, EnvelopeRef, Fields, Payload, by_key};
@@ -97,8 +97,9 @@ pub struct WireV2<'a> {
     deprecated: &'a [Entry],
     /// Name, delta and total.
     counter: Option<(&'a str, u64, u64)>,
-    /// The gauge's metrics by name, one per name (the last sent).
-    metrics: Vec<GaugeMetric<'a>>,
+    /// The gauge's metrics by name, one per name (the last sent): name,
+    /// unit (both checked UTF-8) and value.
+    readings: &'a [(Span, Span, f64)],
 }
 
 /// Decodes every envelope of an encoded `EnvelopeBatch` and hands each
@@ -125,26 +126,23 @@ fn read<'a>(whole: &'a [u8], parts: &'a mut Parts) -> Result<WireV2<'a>, DecodeE
     parts.read(whole)?;
     by_key_as_sent(whole, &mut parts.tags);
     by_key_as_sent(whole, &mut parts.deprecated);
-    let parts = &*parts;
-    let mut metrics = Vec::with_capacity(parts.readings.len());
-    for (name, unit, value) in &parts.readings {
-        metrics.push(GaugeMetric {
-            name: utf8(name.in_(whole), "gauge metric name")?,
-            unit: utf8(unit.in_(whole), "gauge metric unit")?,
-            value: *value,
-        });
+    let readings = &mut parts.readings;
+    for (name, unit, _) in readings.iter() {
+        utf8(name.in_(whole), "gauge metric name")?;
+        utf8(unit.in_(whole), "gauge metric unit")?;
     }
-    if metrics.len() > 1 {
+    if readings.len() > 1 {
         // Sorted by name, wire order kept among equal names; then the last wins.
-        metrics.sort_by(|a, b| by_key(a.name, b.name));
-        metrics.dedup_by(|later, earlier| {
-            let same = later.name == earlier.name;
+        readings.sort_by(|a, b| a.0.in_(whole).cmp(b.0.in_(whole)));
+        readings.dedup_by(|later, earlier| {
+            let same = later.0.in_(whole) == earlier.0.in_(whole);
             if same {
                 *earlier = *later;
             }
             same
         });
     }
+    let parts = &*parts;
     let (kind, counter) = match parts.message {
         scan::Message::Counter(name, delta, total) => {
             let name = utf8(name.in_(whole), "counter name")?;
@@ -164,8 +162,17 @@ fn read<'a>(whole: &'a [u8], parts: &'a mut Parts) -> Result<WireV2<'a>, DecodeE
         tags: &parts.tags,
         deprecated: &parts.deprecated,
         counter,
-        metrics,
+        readings: &parts.readings,
     })
+}
+
+/// A reading of `whole`'s gauge, its strings checked when read.
+fn metric_of<'a>(whole: &'a [u8], &(name, unit, value): &(Span, Span, f64)) -> GaugeMetric<'a> {
+    GaugeMetric {
+        name: utf8(name.in_(whole), "").unwrap_or_default(),
+        unit: utf8(unit.in_(whole), "").unwrap_or_default(),
+        value,
+    }
 }
 
 /// Sorts map entries by their key, keeping the order they were sent in
@@ -199,21 +206,31 @@ impl<'a> WireV2<'a> {
         matches!(self.kind, Kind::Counter | Kind::Gauge)
     }
 
+    /// The gauge's metrics, by name.
+    fn gauge(&self) -> impl Iterator<Item = GaugeMetric<'a>> + use<'a> {
+        let whole = self.whole;
+        self.readings
+            .iter()
+            .map(move |reading| metric_of(whole, reading))
+    }
+
     /// Whether the gauge is a container's: more than one metric, and the
     /// five keys all present, none with an empty unit and a value of 0.
     fn is_container(&self) -> bool {
-        self.metrics.len() > 1
+        self.readings.len() > 1
             && CONTAINER_KEYS.iter().all(|key| {
                 self.metric(key)
                     .is_some_and(|m| !(m.unit.is_empty() && m.value == 0.0))
             })
     }
 
-    fn metric(&self, name: &str) -> Option<&GaugeMetric<'a>> {
-        self.metrics
-            .binary_search_by(|m| by_key(m.name, name))
-            .ok()
-            .map(|i| &self.metrics[i])
+    fn metric(&self, name: &str) -> Option<GaugeMetric<'a>> {
+        let whole = self.whole;
+        let i = self
+            .readings
+            .binary_search_by(|(n, _, _)| n.in_(whole).cmp(name.as_bytes()))
+            .ok()?;
+        Some(metric_of(whole, &self.readings[i]))
     }
 
     /// The container's instance index: its `instance_index` metric, else
@@ -251,7 +268,7 @@ impl<'a> WireV2<'a> {
             };
             return f(EventType::ContainerMetric, payload);
         }
-        for metric in &self.metrics {
+        for metric in self.gauge() {
             let payload = Payload::Value {
                 name: metric.name,
                 value: metric.value,
@@ -281,8 +298,8 @@ impl<'a> WireV2<'a> {
             out.extend_from_slice(&self.instance_index().to_le_bytes());
         } else {
             out.push(0);
-            out.extend_from_slice(&(self.metrics.len() as u32).to_le_bytes());
-            for metric in &self.metrics {
+            out.extend_from_slice(&(self.readings.len() as u32).to_le_bytes());
+            for metric in self.gauge() {
                 put(out, metric.name.as_bytes());
                 put(out, metric.unit.as_bytes());
             }
