@@ -263,6 +263,11 @@ impl Exporter {
             exposition: Exposition::new(store.clone(), telemetry.clone()),
             store: store.clone(),
             stream: state_rx.clone(),
+            source: match config.source.endpoint {
+                Endpoint::Firehose(_) => "Firehose",
+                Endpoint::Gateway(_) => "RLP gateway",
+                Endpoint::Rlp(_) => "RLP",
+            },
             telemetry_path: config.telemetry_path.clone(),
             openmetrics: config.openmetrics,
             scrapes: Default::default(),

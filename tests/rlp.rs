@@ -50,7 +50,7 @@ async fn streaming(foundation: &Foundation, exporter: &Exporter) {
             .await,
         "the exporter subscribed"
     );
-    landing_page_with(exporter, "streaming").await;
+    landing_page_with(exporter, "<p>RLP: <strong id=\"state\">streaming</strong>").await;
 }
 
 #[tokio::test]

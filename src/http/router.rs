@@ -31,6 +31,8 @@ pub struct AppState {
     pub store: Arc<SeriesStore>,
     /// The source's state.
     pub stream: watch::Receiver<StreamState>,
+    /// The transport read, for the landing page: "RLP", say.
+    pub source: &'static str,
     /// Where metrics are served.
     pub telemetry_path: String,
     /// Whether OpenMetrics may be negotiated.
@@ -130,11 +132,12 @@ async fn landing(State(state): State<Arc<AppState>>) -> Html<String> {
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>cf-firehose-exporter</title></head>\n\
          <body><h1>cf-firehose-exporter</h1>\n\
          <p>Cloud Foundry Firehose metrics for Prometheus, version {version}.</p>\n\
-         <p>Firehose: <strong id=\"state\">{stream}</strong></p>\n\
+         <p>{source}: <strong id=\"state\">{stream}</strong></p>\n\
          <p>Series held: {series}</p>\n\
          <p><a href=\"{path}\">Metrics</a> · <a href=\"/-/ready\">Readiness</a> · <a href=\"/-/healthy\">Liveness</a></p>\n\
          </body></html>\n",
         version = env!("CARGO_PKG_VERSION"),
+        source = state.source,
         stream = escape(&stream),
         series = state.store.len(),
     ))
@@ -184,6 +187,7 @@ mod tests {
             exposition: Exposition::new(store.clone(), telemetry),
             store,
             stream: rx,
+            source: "Firehose",
             telemetry_path: "/custom".into(),
             openmetrics: true,
             scrapes: ScrapeCache::default(),
