@@ -204,6 +204,27 @@ fn bit(position: u32) -> u64 {
     1u64.checked_shl(position).unwrap_or(0)
 }
 
+/// Applies the values of a known envelope, one to each of its series in
+/// turn, marking in `stale` the positions whose series has gone.
+fn known_values<'k>(
+    store: &'k SeriesStore,
+    entry: &'k mut Known,
+    stale: &'k mut u64,
+    now: tokio::time::Instant,
+) -> impl FnMut(crate::naming::Value) + 'k {
+    let mut series = entry.series.as_mut_slice().iter_mut();
+    let mut position = 0;
+    move |value| {
+        let applied = series
+            .next()
+            .is_some_and(|handle| store.apply_known(handle, value, now));
+        if !applied {
+            *stale |= bit(position);
+        }
+        position += 1;
+    }
+}
+
 /// Decodes, translates and stores frames under the naming scheme `S`.
 /// Clones share the store and counters, so that several connections can
 /// each have their own.
@@ -285,17 +306,9 @@ impl<S: NamingScheme> Ingest<S> {
             hash = Some(identity);
             if let Some(entry) = known.get(identity) {
                 self.counters.received(fields, &self.telemetry);
-                let mut series = entry.series.as_mut_slice().iter_mut();
-                let mut position = 0;
-                scheme.values_each(fields, |value| {
-                    let applied = series
-                        .next()
-                        .is_some_and(|handle| store.apply_known(handle, value, now));
-                    if !applied {
-                        stale |= bit(position);
-                    }
-                    position += 1;
-                });
+                let mut apply = known_values(store, entry, &mut stale, now);
+                scheme.values_each(fields, &mut apply);
+                drop(apply);
                 if stale == 0 {
                     return Ok(());
                 }
@@ -417,20 +430,11 @@ impl<S: NamingScheme> Ingest<S> {
             let identity = known.hash();
             hash = Some(identity);
             if let Some(entry) = known.get(identity) {
-                let mut series = entry.series.as_mut_slice().iter_mut();
-                let mut position = 0;
+                let mut apply = known_values(store, entry, &mut stale, now);
                 wire.payloads(|event_type, payload| {
-                    let fields = Fields::of_payload(event_type, payload);
-                    scheme.values_each(&fields, |value| {
-                        let applied = series
-                            .next()
-                            .is_some_and(|handle| store.apply_known(handle, value, now));
-                        if !applied {
-                            stale |= bit(position);
-                        }
-                        position += 1;
-                    });
+                    scheme.values_each(&Fields::of_payload(event_type, payload), &mut apply);
                 });
+                drop(apply);
                 received.inc();
                 if stale == 0 {
                     return Ok(());
