@@ -145,31 +145,22 @@ fn ingest(c: &mut Criterion) {
             criterion::BatchSize::LargeInput,
         );
     });
-    let (batches, envelopes) = gateway_round();
-    group.throughput(Throughput::Elements(envelopes));
-    let (rlp_batches, rlp_envelopes) = rlp_round();
-    group.throughput(Throughput::Elements(rlp_envelopes));
-    group.bench_function("rlp_existing_series", |b| {
-        let telemetry = Telemetry::new();
-        let store = Arc::new(SeriesStore::new(
-            Duration::from_secs(600),
-            telemetry.clone(),
-        ));
-        let mut ingest = Ingest::new(NativeScheme::default(), store, telemetry);
-        ingest.batch_of(Wire::V2Proto, &rlp_batches);
-        b.iter(|| ingest.batch_of(Wire::V2Proto, &rlp_batches));
-    });
-    group.throughput(Throughput::Elements(envelopes));
-    group.bench_function("gateway_existing_series", |b| {
-        let telemetry = Telemetry::new();
-        let store = Arc::new(SeriesStore::new(
-            Duration::from_secs(600),
-            telemetry.clone(),
-        ));
-        let mut ingest = Ingest::new(NativeScheme::default(), store, telemetry);
-        ingest.batch_of(Wire::V2Json, &batches);
-        b.iter(|| ingest.batch_of(Wire::V2Json, &batches));
-    });
+    for (name, wire, (batches, envelopes)) in [
+        ("rlp_existing_series", Wire::V2Proto, rlp_round()),
+        ("gateway_existing_series", Wire::V2Json, gateway_round()),
+    ] {
+        group.throughput(Throughput::Elements(envelopes));
+        group.bench_function(name, |b| {
+            let telemetry = Telemetry::new();
+            let store = Arc::new(SeriesStore::new(
+                Duration::from_secs(600),
+                telemetry.clone(),
+            ));
+            let mut ingest = Ingest::new(NativeScheme::default(), store, telemetry);
+            ingest.batch_of(wire, &batches);
+            b.iter(|| ingest.batch_of(wire, &batches));
+        });
+    }
     group.finish();
 }
 

@@ -118,7 +118,7 @@ impl Gateway {
 
     /// Open streams.
     pub fn connections(&self) -> usize {
-        self.inner.streams.all().len()
+        self.inner.streams.open()
     }
 
     /// Waits until at least `n` streams are open, for at most `timeout`.

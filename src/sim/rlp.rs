@@ -168,7 +168,7 @@ impl Rlp {
 
     /// Open streams.
     pub fn connections(&self) -> usize {
-        self.inner.streams.all().len()
+        self.inner.streams.open()
     }
 
     /// Waits until at least `n` streams are open, for at most `timeout`.

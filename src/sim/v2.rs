@@ -106,6 +106,15 @@ impl<C> Streams<C> {
             .collect()
     }
 
+    /// How many streams are open.
+    pub(crate) fn open(&self) -> usize {
+        self.lock()
+            .values()
+            .flatten()
+            .filter(|s| !s.is_closed())
+            .count()
+    }
+
     /// Every open stream.
     pub(crate) fn all(&self) -> Vec<mpsc::Sender<C>> {
         self.lock()
