@@ -1,6 +1,7 @@
 //! The hot paths, piece by piece: decoding (and checking) each envelope kind, translation
 //! plus store update for existing and for new series, the same for the RLP's protobuf and
-//! the RLP gateway's JSON batches, and the exposition of 10k, 100k and 1M series in both formats.
+//! the RLP gateway's JSON batches (and the RLP's with maps in a random order,
+//! as Go senders write them), and the exposition of 10k, 100k and 1M series in both formats.
 //!
 //! `cargo bench --bench pipeline`; figures are per envelope or per scrape.
 
@@ -53,6 +54,53 @@ fn rlp_round() -> (Vec<Bytes>, u64) {
         })
         .collect();
     (batches, envelopes.len() as u64)
+}
+
+/// The same batches with every envelope's tags written in a random order,
+/// as Go senders write maps (the order of their map's iteration), a new
+/// order in each of `variants` copies of the round.
+fn rlp_rounds_shuffled(variants: u64) -> (Vec<Vec<Bytes>>, u64) {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let envelopes = v2_round();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut encode = |envelope: &envelope::v2::Envelope| {
+        let mut entries: Vec<(&String, &String)> = envelope.tags.iter().collect();
+        entries.shuffle(&mut rng);
+        let without = envelope::v2::Envelope {
+            tags: Default::default(),
+            ..envelope.clone()
+        };
+        let mut out = without.encode_to_vec();
+        for (key, value) in entries {
+            let mut entry = Vec::new();
+            prost::encoding::string::encode(1, key, &mut entry);
+            prost::encoding::string::encode(2, value, &mut entry);
+            encode_key(9, WireType::LengthDelimited, &mut out);
+            encode_varint(entry.len() as u64, &mut out);
+            out.extend_from_slice(&entry);
+        }
+        out
+    };
+    let rounds = (0..variants)
+        .map(|_| {
+            envelopes
+                .chunks(100)
+                .map(|chunk| {
+                    let mut batch = Vec::new();
+                    for envelope in chunk {
+                        let encoded = encode(envelope);
+                        encode_key(1, WireType::LengthDelimited, &mut batch);
+                        encode_varint(encoded.len() as u64, &mut batch);
+                        batch.extend_from_slice(&encoded);
+                    }
+                    Bytes::from(batch)
+                })
+                .collect()
+        })
+        .collect();
+    (rounds, envelopes.len() as u64)
 }
 
 /// The round's envelopes in their v2 form.
@@ -161,6 +209,22 @@ fn ingest(c: &mut Criterion) {
             b.iter(|| ingest.batch_of(wire, &batches));
         });
     }
+    // Each round in another order of the maps: what the real RLP sends.
+    let (rounds, envelopes) = rlp_rounds_shuffled(4);
+    group.throughput(Throughput::Elements(envelopes));
+    group.bench_function("rlp_existing_series_shuffled_maps", |b| {
+        let telemetry = Telemetry::new();
+        let store = Arc::new(SeriesStore::new(
+            Duration::from_secs(600),
+            telemetry.clone(),
+        ));
+        let mut ingest = Ingest::new(NativeScheme::default(), store, telemetry);
+        rounds
+            .iter()
+            .for_each(|round| ingest.batch_of(Wire::V2Proto, round));
+        let mut next = rounds.iter().cycle();
+        b.iter(|| ingest.batch_of(Wire::V2Proto, next.next().unwrap_or(&rounds[0])));
+    });
     group.finish();
 }
 

@@ -426,7 +426,10 @@ impl<S: NamingScheme> Ingest<S> {
         let mut stale = 0u64;
         if rememberable {
             known.follow(store.generation());
-            wire.identity(&mut known.identity);
+            let hashers = &known.hashers;
+            wire.identity(&mut known.identity, |entry| {
+                [hashers.0.hash_one(entry), hashers.1.hash_one(entry)]
+            });
             let identity = known.hash();
             hash = Some(identity);
             if let Some(entry) = known.get(identity) {
@@ -443,7 +446,7 @@ impl<S: NamingScheme> Ingest<S> {
             }
         }
         let (filters, families) = (&self.filters, &mut self.families);
-        let remember = hash.filter(|_| stale == 0 && known.has_room());
+        let remember = hash.filter(|_| stale == 0 && known.has_room() && !wire.repeats_a_key());
         let (mut metrics, mut kept, mut position) = (0, 0, 0);
         let (mut series, mut complete) = (Vec::new(), true);
         wire.metrics(|metric| {

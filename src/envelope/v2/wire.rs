@@ -1,11 +1,10 @@
 //! v2 envelopes read in place, as the RLP sends them: a batch's envelopes
 //! are read by `scan` into slices of the batch and checked as a
-//! [`WireV2`], with the tags and deprecated tags still encoded (put in key
-//! order, since senders write maps in any order) and the gauge's metrics
-//! read and sorted by name.
+//! [`WireV2`], with the tags and deprecated tags still encoded, in the order
+//! sent, and the gauge's metrics read and sorted by name.
 //!
 //! [`WireV2::identity`] is everything the series of its metrics can depend
-//! on and no value, so that ingestion can recognise an envelope it has seen
+//! on and no value, whatever order the sender wrote its maps in, so that ingestion can recognise an envelope it has seen
 //! and apply [`WireV2::payloads`] without decoding a tag;
 //! [`WireV2::metrics`] decodes the tags and gives each metric as the
 //! envelope model, with the fields and tags Doppler's v2 → v1 conversion
@@ -91,9 +90,9 @@ pub struct WireV2<'a> {
     kind: Kind,
     source_id: &'a str,
     instance_id: &'a str,
-    /// The entries of `tags`, by key ([`by_key_as_sent`]).
+    /// The entries of `tags`, as sent.
     tags: &'a [Entry],
-    /// The entries of `deprecated_tags`, by key.
+    /// The entries of `deprecated_tags`, as sent.
     deprecated: &'a [Entry],
     /// Name, delta and total.
     counter: Option<(&'a str, u64, u64)>,
@@ -124,8 +123,6 @@ pub fn with_wire<R>(bytes: &[u8], f: impl FnOnce(Result<WireV2<'_>, DecodeError>
 /// Reads `whole` into `parts` and checks it.
 fn read<'a>(whole: &'a [u8], parts: &'a mut Parts) -> Result<WireV2<'a>, DecodeError> {
     parts.read(whole)?;
-    by_key_as_sent(whole, &mut parts.tags);
-    by_key_as_sent(whole, &mut parts.deprecated);
     let readings = &mut parts.readings;
     for (name, unit, _) in readings.iter() {
         utf8(name.in_(whole), "gauge metric name")?;
@@ -172,16 +169,6 @@ fn metric_of<'a>(whole: &'a [u8], &(name, unit, value): &(Span, Span, f64)) -> G
         name: utf8(name.in_(whole), "").unwrap_or_default(),
         unit: utf8(unit.in_(whole), "").unwrap_or_default(),
         value,
-    }
-}
-
-/// Sorts map entries by their key, keeping the order they were sent in
-/// among equal keys, so that the same entries sent in another order read
-/// the same (senders write maps in any order) and the last sent of a key
-/// still wins.
-fn by_key_as_sent(whole: &[u8], entries: &mut [Entry]) {
-    if entries.len() > 1 {
-        entries.sort_by(|a, b| a.key.in_(whole).cmp(b.key.in_(whole)));
     }
 }
 
@@ -281,7 +268,15 @@ impl<'a> WireV2<'a> {
     /// Writes to `out` everything the series of the envelope's metrics can
     /// depend on, and no value: two envelopes with the same identity carry
     /// the same metrics with the same fields and tags, in the same order.
-    pub fn identity(&self, out: &mut Vec<u8>) {
+    ///
+    /// Senders write maps in any order, so the tags and the deprecated tags
+    /// are written as their number and the sums of `hash_entry` over their
+    /// encoded entries: the same entries in any order give the same
+    /// identity, and nothing has to be sorted. When a key is repeated, the
+    /// order decides which entry wins; such an envelope must not be
+    /// remembered ([`WireV2::repeats_a_key`]), and then no other order of its
+    /// entries can be taken for it.
+    pub fn identity(&self, out: &mut Vec<u8>, hash_entry: impl Fn(&[u8]) -> [u64; 2]) {
         fn put(out: &mut Vec<u8>, bytes: &[u8]) {
             out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
             out.extend_from_slice(bytes);
@@ -305,11 +300,25 @@ impl<'a> WireV2<'a> {
             }
         }
         for entries in [self.tags, self.deprecated] {
+            let sums = entries.iter().fold([0u64; 2], |[a, b], entry| {
+                let [x, y] = hash_entry(entry.all.in_(self.whole));
+                [a.wrapping_add(x), b.wrapping_add(y)]
+            });
             out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-            for entry in entries {
-                put(out, entry.all.in_(self.whole));
-            }
+            out.extend_from_slice(&sums[0].to_le_bytes());
+            out.extend_from_slice(&sums[1].to_le_bytes());
         }
+    }
+
+    /// Whether the tags or the deprecated tags give a key more than once:
+    /// then the last sent wins, and another order of the same entries,
+    /// which has the same [`WireV2::identity`], reads otherwise.
+    pub fn repeats_a_key(&self) -> bool {
+        [self.tags, self.deprecated].into_iter().any(|entries| {
+            let mut keys: Vec<&[u8]> = entries.iter().map(|e| e.key.in_(self.whole)).collect();
+            keys.sort_unstable();
+            keys.windows(2).any(|pair| pair[0] == pair[1])
+        })
     }
 
     /// Calls `f` with each metric the envelope carries (as
