@@ -20,6 +20,7 @@ use crate::http::web_config::WebSecurity;
 use crate::ingest::Ingest;
 use crate::ingest::filter::Filters;
 use crate::naming::native::NativeScheme;
+use crate::pinned::Pinned;
 use crate::source::firehose::FirehoseSource;
 use crate::source::gateway::GatewaySource;
 use crate::source::rlp::RlpSource;
@@ -113,6 +114,9 @@ pub enum StartError {
     /// The RLP gateway's HTTP client could not be built.
     #[error("cannot set up the RLP gateway's HTTP client")]
     GatewayClient(#[source] reqwest::Error),
+    /// A connection's thread could not be started.
+    #[error("cannot start a connection's thread: {0}")]
+    Thread(#[source] std::io::Error),
     /// A flag is wrong.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -281,10 +285,16 @@ impl Exporter {
             Endpoint::Gateway(_) => "the RLP gateway source",
             Endpoint::Rlp(_) => "the RLP source",
         };
-        for (source, ingest, frames_rx) in connections {
-            tasks.spawn(source_name, source);
+        for (index, (source, ingest, frames_rx)) in connections.into_iter().enumerate() {
+            // Reading and decoding a connection on one thread keeps each
+            // batch in the cache of the core that read it.
+            let pinned =
+                Pinned::start(format!("connection-{index}")).map_err(StartError::Thread)?;
+            let source = pinned.spawn(source);
+            tasks.spawn(source_name, async move { source.await.unwrap_or(Ok(())) });
+            let decoding = pinned.spawn(ingest.run(frames_rx));
             tasks.spawn("ingestion", async move {
-                ingest.run(frames_rx).await;
+                decoding.await;
                 Ok(())
             });
         }

@@ -14,6 +14,7 @@ pub mod http;
 pub mod ingest;
 pub mod logging;
 pub mod naming;
+pub mod pinned;
 pub mod secret;
 pub mod sim;
 pub mod source;
