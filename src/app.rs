@@ -291,10 +291,18 @@ impl Exporter {
             let pinned =
                 Pinned::start(format!("connection-{index}")).map_err(StartError::Thread)?;
             let source = pinned.spawn(source);
-            tasks.spawn(source_name, async move { source.await.unwrap_or(Ok(())) });
+            // Ingestion ends when the source has: the source's end, not
+            // ingestion's, is what the supervisor must hear of first.
+            let source_ended = CancellationToken::new();
+            let ended = source_ended.clone().drop_guard();
+            tasks.spawn(source_name, async move {
+                let _ended = ended;
+                source.await.unwrap_or(Ok(()))
+            });
             let decoding = pinned.spawn(ingest.run(frames_rx));
             tasks.spawn("ingestion", async move {
                 decoding.await;
+                source_ended.cancelled().await;
                 Ok(())
             });
         }
