@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cf_firehose_exporter::app::{self, ExporterConfig, RunError, StartError};
-use cf_firehose_exporter::cli::{CommonArgs, SourceArgs};
+use cf_firehose_exporter::cli::{CommonArgs, LegacyArgs, SourceArgs};
 use cf_firehose_exporter::config::ConfigError;
 use cf_firehose_exporter::logging;
 use cf_firehose_exporter::sim::args::{DemoArgs, SimulateArgs};
@@ -26,6 +26,10 @@ pub struct Cli {
     /// Store, web and log settings.
     #[command(flatten)]
     pub common: CommonArgs,
+    /// The Go exporter's flags without effect here, and its `--no-` forms
+    /// (last: their help heading is the last one).
+    #[command(flatten)]
+    pub legacy: LegacyArgs,
 }
 
 /// Subcommands besides the exporter itself.
@@ -55,9 +59,12 @@ fn main() -> ExitCode {
         Some(Command::Simulate(args)) => (args.log_level.clone(), "logfmt".to_owned()),
         Some(Command::Demo(args)) => (
             args.common.log_level.clone(),
-            args.common.log_format.clone(),
+            args.common.log_format().to_owned(),
         ),
-        None => (cli.common.log_level.clone(), cli.common.log_format.clone()),
+        None => (
+            cli.common.log_level.clone(),
+            cli.common.log_format().to_owned(),
+        ),
     };
     logging::init(&level, &format);
     // As Go programs do: the soft limit of open files up to the hard one.
@@ -104,6 +111,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     tokio::spawn(wait_for_signal(shutdown.clone()));
     match cli.command {
         None => {
+            let mut ignored = cli.legacy.without_effect();
+            if cli.common.log_format == "logger:stderr" {
+                ignored.push("--log.format logger:stderr (logfmt on standard error)");
+            }
+            if !ignored.is_empty() {
+                tracing::warn!(
+                    flags = %ignored.join(", "),
+                    "flags of the Go firehose_exporter accepted without effect"
+                );
+            }
             let source = cli.source.resolve()?;
             app::run(ExporterConfig::new(source, &cli.common)?, shutdown).await?;
         }

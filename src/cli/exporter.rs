@@ -148,20 +148,38 @@ pub struct CommonArgs {
         value_name = "PATH"
     )]
     pub web_config_file: Option<std::path::PathBuf>,
-    /// Serve HTTPS with this certificate (PEM), with --web.tls.key_file.
+    /// Serve HTTPS with this certificate (PEM), with --web.tls.key_file. The Go
+    /// exporter's variable FIREHOSE_EXPORTER_WEB_TLS_CERTFILE is read too.
     #[arg(
         long = "web.tls.cert_file",
         env = "FIREHOSE_EXPORTER_WEB_TLS_CERT_FILE",
         value_name = "PATH"
     )]
     pub web_tls_cert_file: Option<std::path::PathBuf>,
-    /// Private key (PEM) of --web.tls.cert_file.
+    /// The Go exporter's spelling of the certificate's variable.
+    #[arg(
+        long = "web.tls.certfile",
+        env = "FIREHOSE_EXPORTER_WEB_TLS_CERTFILE",
+        hide = true,
+        value_name = "PATH"
+    )]
+    pub web_tls_certfile: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --web.tls.cert_file. The Go exporter's variable
+    /// FIREHOSE_EXPORTER_WEB_TLS_KEYFILE is read too.
     #[arg(
         long = "web.tls.key_file",
         env = "FIREHOSE_EXPORTER_WEB_TLS_KEY_FILE",
         value_name = "PATH"
     )]
     pub web_tls_key_file: Option<std::path::PathBuf>,
+    /// The Go exporter's spelling of the key's variable.
+    #[arg(
+        long = "web.tls.keyfile",
+        env = "FIREHOSE_EXPORTER_WEB_TLS_KEYFILE",
+        hide = true,
+        value_name = "PATH"
+    )]
+    pub web_tls_keyfile: Option<std::path::PathBuf>,
     /// Ask scrapers for this user name (basic authentication), with --web.auth.password.
     #[arg(
         long = "web.auth.username",
@@ -223,15 +241,26 @@ pub struct CommonArgs {
         value_name = "LEVEL"
     )]
     pub log_level: String,
-    /// Log format: logfmt or json.
+    /// Log format: logfmt or json (the Go exporter's logger:stderr is read as logfmt,
+    /// which goes to standard error).
     #[arg(
         long = "log.format",
         env = "FIREHOSE_EXPORTER_LOG_FORMAT",
         default_value = "logfmt",
-        value_parser = ["logfmt", "json"],
+        value_parser = ["logfmt", "json", "logger:stderr"],
         value_name = "FORMAT"
     )]
     pub log_format: String,
+    /// Log in JSON, as --log.format json (the Go exporter's v7 flag).
+    #[arg(
+        long = "log.in_json",
+        env = "FIREHOSE_EXPORTER_LOG_IN_JSON",
+        overrides_with = "no_log_in_json"
+    )]
+    pub log_in_json: bool,
+    /// kingpin's negation of --log.in_json.
+    #[arg(long = "no-log.in_json", hide = true, overrides_with = "log_in_json")]
+    pub no_log_in_json: bool,
 }
 
 impl Default for CommonArgs {
@@ -242,12 +271,24 @@ impl Default for CommonArgs {
 }
 
 impl CommonArgs {
+    /// The log format: `logfmt` or `json`.
+    pub fn log_format(&self) -> &str {
+        match self.log_format.as_str() {
+            _ if self.log_in_json => "json",
+            "json" => "json",
+            _ => "logfmt",
+        }
+    }
+
     /// How the `--web.*` flags secure the endpoint (files read and checked).
     pub fn web_security(&self) -> Result<crate::http::web_config::WebSecurity, ConfigError> {
+        let either = |ours: &Option<std::path::PathBuf>, go: &Option<std::path::PathBuf>| {
+            ours.clone().or_else(|| go.clone())
+        };
         crate::http::web_config::WebSecurityArgs {
             config_file: self.web_config_file.clone(),
-            tls_cert_file: self.web_tls_cert_file.clone(),
-            tls_key_file: self.web_tls_key_file.clone(),
+            tls_cert_file: either(&self.web_tls_cert_file, &self.web_tls_certfile),
+            tls_key_file: either(&self.web_tls_key_file, &self.web_tls_keyfile),
             auth_username: self.web_auth_username.clone(),
             auth_password: self.web_auth_password.clone(),
         }

@@ -3,12 +3,14 @@
 //! in `sim::args`; the binary puts both together.
 
 pub(crate) mod exporter;
+pub(crate) mod legacy;
 pub mod parse;
 pub(crate) mod source;
 
 use clap::Parser;
 
 pub use exporter::CommonArgs;
+pub use legacy::LegacyArgs;
 pub use source::{SourceArgs, SourceKind};
 
 /// The exporter's flags alone, without the simulator's subcommands.
@@ -21,6 +23,10 @@ pub struct ExporterCli {
     /// Store, web and log settings.
     #[command(flatten)]
     pub common: CommonArgs,
+    /// The Go exporter's flags without effect here, and its `--no-` forms
+    /// (last: their help heading is the last one).
+    #[command(flatten)]
+    pub legacy: LegacyArgs,
 }
 
 #[cfg(test)]
@@ -105,13 +111,72 @@ mod tests {
     }
 
     #[test]
-    fn zero_idle_timeout_turns_it_off_and_zero_retries_is_refused() {
+    fn zero_idle_timeout_turns_it_off_and_zero_retries_mean_the_defaults() {
         let mut args = SourceArgs::new("https://uaa", "c", Secret::new("s"), "wss://tc");
         args.idle_timeout = Duration::ZERO;
         assert_eq!(args.resolve().unwrap().idle_timeout, None);
-        args.max_retry_count = Some(0);
+        // As a v5 or v6 job passes its defaults.
+        let cli = parse(&[
+            "--uaa.url=https://uaa",
+            "--uaa.client-id=c",
+            "--uaa.client-secret=s",
+            "--doppler.url=wss://tc",
+            "--doppler.min-retry-delay=0",
+            "--doppler.max-retry-delay=0",
+            "--doppler.max-retry-count=0",
+        ])
+        .unwrap();
+        let resolved = cli.source.resolve().unwrap();
+        assert_eq!(resolved.min_retry_delay, Duration::from_millis(500));
+        assert_eq!(resolved.max_retry_delay, Duration::from_secs(60));
+        assert_eq!(resolved.max_retry_count, None);
+        args.max_retry_count = Some(3);
+        args.min_retry_delay = Duration::from_secs(2);
+        args.max_retry_delay = Duration::from_secs(1);
         let err = args.resolve().unwrap_err().to_string();
-        assert!(err.starts_with("--doppler.max-retry-count: "), "{err}");
+        assert!(err.starts_with("--doppler.min-retry-delay: "), "{err}");
+        args.max_retry_delay = Duration::ZERO;
+        let resolved = args.resolve().unwrap();
+        assert_eq!(resolved.max_retry_delay, Duration::from_secs(60));
+        assert_eq!(resolved.max_retry_count, Some(3));
+    }
+
+    #[test]
+    fn kingpins_no_forms_and_the_go_flags_without_effect() {
+        let flag = |args: &[&str]| parse(args).unwrap().source.skip_ssl_verify;
+        assert!(!flag(&["--skip-ssl-verify", "--no-skip-ssl-verify"]));
+        assert!(flag(&["--no-skip-ssl-verify", "--skip-ssl-verify"]));
+        let legacy = |args: &[&str]| parse(args).unwrap().source.use_legacy_firehose;
+        assert!(!legacy(&[
+            "--logging.use-legacy-firehose",
+            "--no-logging.use-legacy-firehose"
+        ]));
+        let format = |args: &[&str]| parse(args).unwrap().common.log_format().to_owned();
+        assert_eq!(format(&[]), "logfmt");
+        assert_eq!(format(&["--log.in_json"]), "json");
+        assert_eq!(format(&["--log.in_json", "--no-log.in_json"]), "logfmt");
+        assert_eq!(format(&["--log.format", "logger:stderr"]), "logfmt");
+        let v7 = parse(&[
+            "--metrics.batch_size=-1",
+            "--metrics.node_index=0",
+            "--metrics.timer_rollup_buffer_size=16384",
+            "--retro_compat.disable",
+            "--no-retro_compat.disable",
+            "--retro_compat.enable_delta",
+            "--profiler.enable",
+            "--no-profiler.enable",
+        ])
+        .unwrap();
+        assert_eq!(
+            v7.legacy.without_effect(),
+            [
+                "--metrics.batch_size",
+                "--metrics.node_index",
+                "--metrics.timer_rollup_buffer_size",
+                "--retro_compat.enable_delta",
+            ]
+        );
+        assert!(parse(&[]).unwrap().legacy.without_effect().is_empty());
     }
 
     #[test]

@@ -65,7 +65,8 @@ pub struct SourceArgs {
         value_name = "ID"
     )]
     pub subscription_id: String,
-    /// First delay before reconnecting; doubles after each failure.
+    /// First delay before reconnecting; doubles after each failure. 0 means
+    /// the default, as in the Go exporter's v5 and v6.
     #[arg(
         long = "doppler.min-retry-delay",
         env = "FIREHOSE_EXPORTER_DOPPLER_MIN_RETRY_DELAY",
@@ -75,12 +76,12 @@ pub struct SourceArgs {
         value_name = "DURATION"
     )]
     pub min_retry_delay: Duration,
-    /// Longest delay between reconnection attempts.
+    /// Longest delay between reconnection attempts; 0 means the default.
     #[arg(
         long = "doppler.max-retry-delay",
         env = "FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_DELAY",
         default_value = "60s",
-        value_parser = parse_positive_duration,
+        value_parser = parse_duration,
         allow_hyphen_values = true,
         value_name = "DURATION"
     )]
@@ -96,7 +97,8 @@ pub struct SourceArgs {
         value_name = "N"
     )]
     pub connections: u16,
-    /// Give up and exit after this many failed attempts in a row (default: never give up).
+    /// Give up and exit after this many failed attempts in a row (default, or 0: never
+    /// give up).
     #[arg(
         long = "doppler.max-retry-count",
         env = "FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_COUNT",
@@ -300,18 +302,21 @@ impl SourceArgs {
                 ),
             ));
         }
-        if self.min_retry_delay.is_zero() || self.min_retry_delay > self.max_retry_delay {
+        // 0 is the default, as the Go exporter's v5 and v6 read it: a job
+        // that passes every one of their defaults passes zeros.
+        let defaults: SourceArgs = defaults();
+        let or_default = |given: Duration, default: Duration| {
+            if given.is_zero() { default } else { given }
+        };
+        let min_retry_delay = or_default(self.min_retry_delay, defaults.min_retry_delay);
+        let max_retry_delay = or_default(self.max_retry_delay, defaults.max_retry_delay);
+        if min_retry_delay > max_retry_delay {
             return Err(ConfigError::new(
                 "--doppler.min-retry-delay",
-                "must be above zero and not above --doppler.max-retry-delay",
+                "must not be above --doppler.max-retry-delay",
             ));
         }
-        if self.max_retry_count == Some(0) {
-            return Err(ConfigError::new(
-                "--doppler.max-retry-count",
-                "must be at least 1 (leave it out to retry forever)",
-            ));
-        }
+        let max_retry_count = self.max_retry_count.filter(|&n| n != 0);
         if !(1024..=1 << 30).contains(&self.max_frame_size) {
             return Err(ConfigError::new(
                 "--doppler.max-frame-size",
@@ -322,10 +327,10 @@ impl SourceArgs {
             uaa,
             endpoint,
             subscription_id: self.subscription_id.clone(),
-            min_retry_delay: self.min_retry_delay,
-            max_retry_delay: self.max_retry_delay,
+            min_retry_delay,
+            max_retry_delay,
             connections: usize::from(self.connections.max(1)),
-            max_retry_count: self.max_retry_count,
+            max_retry_count,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             max_frame_size: self.max_frame_size,
             skip_ssl_verify: self.skip_ssl_verify,

@@ -38,15 +38,27 @@ impl Filters {
         names: Option<&str>,
         names_exclude: Option<&str>,
     ) -> Result<Self, FilterError> {
+        // Empty entries are no filter, as the Go exporter's default "" is.
+        let events: Vec<&str> = events
+            .iter()
+            .map(|e| e.trim())
+            .filter(|e| !e.is_empty())
+            .collect();
         let events = if events.is_empty() {
             None
         } else {
             let set = events
                 .iter()
-                .map(|e| {
+                .map(|&e| {
+                    // The Go v7's name for HTTP timers.
+                    let e = if e.eq_ignore_ascii_case("Http") {
+                        "HttpStartStop"
+                    } else {
+                        e
+                    };
                     EVENT_TYPE_NAMES
                         .iter()
-                        .find(|known| known.eq_ignore_ascii_case(e.trim()))
+                        .find(|known| known.eq_ignore_ascii_case(e))
                         .copied()
                         .ok_or_else(|| FilterError {
                             flag: "--filter.events",
@@ -207,6 +219,17 @@ mod tests {
             err.to_string()
                 .starts_with("--filter.events: \"Heartbeat\" is not one of")
         );
+    }
+
+    #[test]
+    fn the_go_exporters_empty_default_and_its_http_name_are_read_as_it_read_them() {
+        let empty = Filters::new(&strings(&[""]), &strings(&[""]), &[], None, None).unwrap();
+        for event_type in 4..=9 {
+            assert!(empty.keeps_envelope(&envelope(event_type, "rep", Some("cf"))));
+        }
+        let http = Filters::new(&strings(&["Http", ""]), &[], &[], None, None).unwrap();
+        assert!(http.keeps_envelope(&envelope(4, "gorouter", None)));
+        assert!(!http.keeps_envelope(&envelope(6, "rep", None)));
     }
 
     #[test]
