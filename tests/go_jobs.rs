@@ -7,18 +7,6 @@ mod common;
 use cf_firehose_exporter::sim::Foundation;
 use cf_firehose_exporter::sim::traffic_controller::FrameKind;
 use common::pki::Pki;
-use tokio::io::AsyncBufReadExt;
-
-/// The binary with none of the test process's exporter variables.
-fn exporter() -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_cf-firehose-exporter"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("FIREHOSE_EXPORTER_") || key == "USE_LEGACY_FIREHOSE" {
-            command.env_remove(key);
-        }
-    }
-    command
-}
 
 /// A v5 job passes every variable of its generation, its defaults as they
 /// are (zeros for the retry settings, empty filters), the web certificate
@@ -29,60 +17,42 @@ async fn a_v5_job_starts_streams_serves_https_and_names_what_has_no_effect() {
         .await
         .expect("simulated foundation");
     let pki = Pki::new("go-v5-job");
-    let mut child = exporter()
-        .args(["--log.format", "logger:stderr"])
-        .env("FIREHOSE_EXPORTER_UAA_URL", foundation.uaa_url())
-        .env("FIREHOSE_EXPORTER_UAA_CLIENT_ID", &foundation.client.id)
-        .env(
-            "FIREHOSE_EXPORTER_UAA_CLIENT_SECRET",
-            foundation.client.secret.expose(),
-        )
-        .env("FIREHOSE_EXPORTER_DOPPLER_URL", foundation.doppler_url())
-        .env("FIREHOSE_EXPORTER_DOPPLER_SUBSCRIPTION_ID", "prometheus")
-        .env("FIREHOSE_EXPORTER_DOPPLER_IDLE_TIMEOUT", "0")
-        .env("FIREHOSE_EXPORTER_DOPPLER_MIN_RETRY_DELAY", "0")
-        .env("FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_DELAY", "0")
-        .env("FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_COUNT", "0")
-        .env("FIREHOSE_EXPORTER_DOPPLER_METRIC_EXPIRATION", "5m")
-        .env("FIREHOSE_EXPORTER_FILTER_DEPLOYMENTS", "")
-        .env("FIREHOSE_EXPORTER_FILTER_EVENTS", "")
-        .env("FIREHOSE_EXPORTER_METRICS_NAMESPACE", "firehose")
-        .env("FIREHOSE_EXPORTER_METRICS_ENVIRONMENT", "prod")
-        .env("FIREHOSE_EXPORTER_METRICS_CLEANUP_INTERVAL", "2m")
-        .env("FIREHOSE_EXPORTER_SKIP_SSL_VERIFY", "false")
-        // Not the job's :9186, so that tests run side by side.
-        .env("FIREHOSE_EXPORTER_WEB_LISTEN_ADDRESS", "127.0.0.1:0")
-        .env("FIREHOSE_EXPORTER_WEB_TELEMETRY_PATH", "/metrics")
-        .env(
-            "FIREHOSE_EXPORTER_WEB_TLS_CERTFILE",
-            pki.dir.join("server.pem"),
-        )
-        .env(
-            "FIREHOSE_EXPORTER_WEB_TLS_KEYFILE",
-            pki.dir.join("server.key"),
-        )
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the exporter starts");
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut warnings = Vec::new();
-    let address = tokio::time::timeout(common::PATIENCE, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("level=warn") {
-                warnings.push(line.clone());
-            }
-            if let Some(at) = line.find("msg=\"serving metrics\" address=") {
-                let rest = &line[at + "msg=\"serving metrics\" address=".len()..];
-                return rest.split_whitespace().next().map(str::to_owned);
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
-    .expect("the exporter says where it serves");
+    let started = common::binary::start(
+        common::binary::command()
+            .args(["--log.format", "logger:stderr"])
+            .env("FIREHOSE_EXPORTER_UAA_URL", foundation.uaa_url())
+            .env("FIREHOSE_EXPORTER_UAA_CLIENT_ID", &foundation.client.id)
+            .env(
+                "FIREHOSE_EXPORTER_UAA_CLIENT_SECRET",
+                foundation.client.secret.expose(),
+            )
+            .env("FIREHOSE_EXPORTER_DOPPLER_URL", foundation.doppler_url())
+            .env("FIREHOSE_EXPORTER_DOPPLER_SUBSCRIPTION_ID", "prometheus")
+            .env("FIREHOSE_EXPORTER_DOPPLER_IDLE_TIMEOUT", "0")
+            .env("FIREHOSE_EXPORTER_DOPPLER_MIN_RETRY_DELAY", "0")
+            .env("FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_DELAY", "0")
+            .env("FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_COUNT", "0")
+            .env("FIREHOSE_EXPORTER_DOPPLER_METRIC_EXPIRATION", "5m")
+            .env("FIREHOSE_EXPORTER_FILTER_DEPLOYMENTS", "")
+            .env("FIREHOSE_EXPORTER_FILTER_EVENTS", "")
+            .env("FIREHOSE_EXPORTER_METRICS_NAMESPACE", "firehose")
+            .env("FIREHOSE_EXPORTER_METRICS_ENVIRONMENT", "prod")
+            .env("FIREHOSE_EXPORTER_METRICS_CLEANUP_INTERVAL", "2m")
+            .env("FIREHOSE_EXPORTER_SKIP_SSL_VERIFY", "false")
+            // Not the job's :9186, so that tests run side by side.
+            .env("FIREHOSE_EXPORTER_WEB_LISTEN_ADDRESS", "127.0.0.1:0")
+            .env("FIREHOSE_EXPORTER_WEB_TELEMETRY_PATH", "/metrics")
+            .env(
+                "FIREHOSE_EXPORTER_WEB_TLS_CERTFILE",
+                pki.dir.join("server.pem"),
+            )
+            .env(
+                "FIREHOSE_EXPORTER_WEB_TLS_KEYFILE",
+                pki.dir.join("server.key"),
+            ),
+    )
+    .await;
+    let (address, warnings) = (&started.address, &started.warnings);
 
     let ignored: Vec<&String> = warnings
         .iter()

@@ -240,64 +240,44 @@ async fn refused_subscriptions_are_retried_with_backoff_and_reported() {
 /// transport streams from the RLP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_environment_of_a_v7_job_streams_from_the_rlp() {
-    use tokio::io::AsyncBufReadExt;
     let foundation = foundation().await;
     let files = foundation.rlp_client_files().unwrap();
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_cf-firehose-exporter"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("FIREHOSE_EXPORTER_") || key == "USE_LEGACY_FIREHOSE" {
-            command.env_remove(key);
-        }
-    }
-    let mut child = command
-        .env("FIREHOSE_EXPORTER_LOGGING_URL", foundation.rlp_address())
-        .env(
-            "FIREHOSE_EXPORTER_LOGGING_TLS_CA",
-            files.ca.as_ref().unwrap(),
-        )
-        .env("FIREHOSE_EXPORTER_LOGGING_TLS_CERT", &files.cert)
-        .env("FIREHOSE_EXPORTER_LOGGING_TLS_KEY", &files.key)
-        .env("FIREHOSE_EXPORTER_SHARD_ID", "firehose_exporter")
-        .env("FIREHOSE_EXPORTER_METRICS_ENVIRONMENT", "prod")
-        // The rest of what a v7 job sets, at its defaults.
-        .env("FIREHOSE_EXPORTER_METRICS_NAMESPACE", "firehose")
-        .env("FIREHOSE_EXPORTER_METRICS_EXPIRATION", "10m")
-        .env("FIREHOSE_EXPORTER_METRICS_BATCH_SIZE", "-1")
-        .env("FIREHOSE_EXPORTER_NODE_INDEX", "0")
-        .env("FIREHOSE_EXPORTER_TIMER_ROLLUP_BUFFER_SIZE", "16384")
-        .env("FIREHOSE_EXPORTER_RETRO_COMPAT_DISABLE", "false")
-        .env("FIREHOSE_EXPORTER_RETRO_COMPAT_ENABLE_DELTA", "false")
-        .env("FIREHOSE_EXPORTER_FILTER_DEPLOYMENTS", "")
-        .env("FIREHOSE_EXPORTER_FILTER_EVENTS", "")
-        .env("FIREHOSE_EXPORTER_SKIP_SSL_VERIFY", "false")
-        .env("FIREHOSE_EXPORTER_ENABLE_PROFILER", "false")
-        .env("FIREHOSE_EXPORTER_LOG_LEVEL", "info")
-        .env("FIREHOSE_EXPORTER_LOG_IN_JSON", "false")
-        .env("FIREHOSE_EXPORTER_WEB_TELEMETRY_PATH", "/metrics")
-        // Not the job's :9186, so that tests run side by side.
-        .env("FIREHOSE_EXPORTER_WEB_LISTEN_ADDRESS", "127.0.0.1:0")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the exporter starts");
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut ignored = Vec::new();
-    let address = tokio::time::timeout(common::PATIENCE, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("accepted without effect") {
-                ignored.push(line.clone());
-            }
-            if let Some(at) = line.find("msg=\"serving metrics\" address=") {
-                let rest = &line[at + "msg=\"serving metrics\" address=".len()..];
-                return rest.split_whitespace().next().map(str::to_owned);
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
-    .expect("the exporter says where it serves");
+    let started = common::binary::start(
+        common::binary::command()
+            .env("FIREHOSE_EXPORTER_LOGGING_URL", foundation.rlp_address())
+            .env(
+                "FIREHOSE_EXPORTER_LOGGING_TLS_CA",
+                files.ca.as_ref().unwrap(),
+            )
+            .env("FIREHOSE_EXPORTER_LOGGING_TLS_CERT", &files.cert)
+            .env("FIREHOSE_EXPORTER_LOGGING_TLS_KEY", &files.key)
+            .env("FIREHOSE_EXPORTER_SHARD_ID", "firehose_exporter")
+            .env("FIREHOSE_EXPORTER_METRICS_ENVIRONMENT", "prod")
+            // The rest of what a v7 job sets, at its defaults.
+            .env("FIREHOSE_EXPORTER_METRICS_NAMESPACE", "firehose")
+            .env("FIREHOSE_EXPORTER_METRICS_EXPIRATION", "10m")
+            .env("FIREHOSE_EXPORTER_METRICS_BATCH_SIZE", "-1")
+            .env("FIREHOSE_EXPORTER_NODE_INDEX", "0")
+            .env("FIREHOSE_EXPORTER_TIMER_ROLLUP_BUFFER_SIZE", "16384")
+            .env("FIREHOSE_EXPORTER_RETRO_COMPAT_DISABLE", "false")
+            .env("FIREHOSE_EXPORTER_RETRO_COMPAT_ENABLE_DELTA", "false")
+            .env("FIREHOSE_EXPORTER_FILTER_DEPLOYMENTS", "")
+            .env("FIREHOSE_EXPORTER_FILTER_EVENTS", "")
+            .env("FIREHOSE_EXPORTER_SKIP_SSL_VERIFY", "false")
+            .env("FIREHOSE_EXPORTER_ENABLE_PROFILER", "false")
+            .env("FIREHOSE_EXPORTER_LOG_LEVEL", "info")
+            .env("FIREHOSE_EXPORTER_LOG_IN_JSON", "false")
+            .env("FIREHOSE_EXPORTER_WEB_TELEMETRY_PATH", "/metrics")
+            // Not the job's :9186, so that tests run side by side.
+            .env("FIREHOSE_EXPORTER_WEB_LISTEN_ADDRESS", "127.0.0.1:0"),
+    )
+    .await;
+    let address = &started.address;
+    let ignored: Vec<&String> = started
+        .warnings
+        .iter()
+        .filter(|l| l.contains("accepted without effect"))
+        .collect();
     // Named once, the given flags without effect and no other.
     assert_eq!(ignored.len(), 1, "{ignored:?}");
     assert!(

@@ -2,6 +2,7 @@
 //! exporter reading it, all on loopback ports chosen by the system.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod exposition;
 pub mod pki;
 
