@@ -161,30 +161,28 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
+/// Ingestion into an empty store, under the native scheme.
+fn fresh_ingest() -> Ingest {
+    let telemetry = Telemetry::new();
+    let store = Arc::new(SeriesStore::new(
+        Duration::from_secs(600),
+        telemetry.clone(),
+    ));
+    Ingest::new(NativeScheme::default(), store, telemetry)
+}
+
 fn ingest(c: &mut Criterion) {
     let round = workload_round();
     let mut group = c.benchmark_group("ingest");
     group.throughput(Throughput::Elements(round.len() as u64));
     group.bench_function("existing_series", |b| {
-        let telemetry = Telemetry::new();
-        let store = Arc::new(SeriesStore::new(
-            Duration::from_secs(600),
-            telemetry.clone(),
-        ));
-        let mut ingest = Ingest::new(NativeScheme::default(), store, telemetry);
+        let mut ingest = fresh_ingest();
         ingest.batch(&round);
         b.iter(|| ingest.batch(&round));
     });
     group.bench_function("new_series", |b| {
         b.iter_batched(
-            || {
-                let telemetry = Telemetry::new();
-                let store = Arc::new(SeriesStore::new(
-                    Duration::from_secs(600),
-                    telemetry.clone(),
-                ));
-                Ingest::new(NativeScheme::default(), store, telemetry)
-            },
+            fresh_ingest,
             // Returned, so that dropping the store is not measured.
             |mut ingest| {
                 ingest.batch(&round);
@@ -199,12 +197,7 @@ fn ingest(c: &mut Criterion) {
     ] {
         group.throughput(Throughput::Elements(envelopes));
         group.bench_function(name, |b| {
-            let telemetry = Telemetry::new();
-            let store = Arc::new(SeriesStore::new(
-                Duration::from_secs(600),
-                telemetry.clone(),
-            ));
-            let mut ingest = Ingest::new(NativeScheme::default(), store, telemetry);
+            let mut ingest = fresh_ingest();
             ingest.batch_of(wire, &batches);
             b.iter(|| ingest.batch_of(wire, &batches));
         });
@@ -213,12 +206,7 @@ fn ingest(c: &mut Criterion) {
     let (rounds, envelopes) = rlp_rounds_shuffled(4);
     group.throughput(Throughput::Elements(envelopes));
     group.bench_function("rlp_existing_series_shuffled_maps", |b| {
-        let telemetry = Telemetry::new();
-        let store = Arc::new(SeriesStore::new(
-            Duration::from_secs(600),
-            telemetry.clone(),
-        ));
-        let mut ingest = Ingest::new(NativeScheme::default(), store, telemetry);
+        let mut ingest = fresh_ingest();
         rounds
             .iter()
             .for_each(|round| ingest.batch_of(Wire::V2Proto, round));
