@@ -106,3 +106,73 @@ async fn a_v5_job_starts_streams_serves_https_and_names_what_has_no_effect() {
     let plain = reqwest::get(format!("http://{address}/metrics")).await;
     assert!(!plain.is_ok_and(|r| r.status().is_success()));
 }
+
+/// A v6 job reads the RLP gateway with a UAA token, and passes its
+/// generation's variables at their defaults (`USE_LEGACY_FIREHOSE` without
+/// the prefix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v6_job_streams_from_the_gateway() {
+    let foundation = Foundation::start_local()
+        .await
+        .expect("simulated foundation");
+    let started = common::binary::start(
+        common::binary::command()
+            .env("FIREHOSE_EXPORTER_UAA_URL", foundation.uaa_url())
+            .env("FIREHOSE_EXPORTER_UAA_CLIENT_ID", &foundation.client.id)
+            .env(
+                "FIREHOSE_EXPORTER_UAA_CLIENT_SECRET",
+                foundation.client.secret.expose(),
+            )
+            .env("FIREHOSE_EXPORTER_LOGGING_URL", foundation.gateway_url())
+            .env("USE_LEGACY_FIREHOSE", "false")
+            .env("FIREHOSE_EXPORTER_DOPPLER_SUBSCRIPTION_ID", "prometheus")
+            .env("FIREHOSE_EXPORTER_DOPPLER_IDLE_TIMEOUT", "0")
+            .env("FIREHOSE_EXPORTER_DOPPLER_MIN_RETRY_DELAY", "0")
+            .env("FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_DELAY", "0")
+            .env("FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_COUNT", "0")
+            .env("FIREHOSE_EXPORTER_DOPPLER_METRIC_EXPIRATION", "5m")
+            .env("FIREHOSE_EXPORTER_FILTER_DEPLOYMENTS", "")
+            .env("FIREHOSE_EXPORTER_FILTER_EVENTS", "")
+            .env("FIREHOSE_EXPORTER_METRICS_NAMESPACE", "firehose")
+            .env("FIREHOSE_EXPORTER_METRICS_ENVIRONMENT", "staging")
+            .env("FIREHOSE_EXPORTER_METRICS_CLEANUP_INTERVAL", "2m")
+            .env("FIREHOSE_EXPORTER_SKIP_SSL_VERIFY", "false")
+            .env("FIREHOSE_EXPORTER_WEB_LISTEN_ADDRESS", "127.0.0.1:0"),
+    )
+    .await;
+    assert!(
+        foundation
+            .gateway
+            .wait_for_connections(1, common::PATIENCE)
+            .await,
+        "the exporter reads the gateway"
+    );
+    let published = foundation
+        .gateway
+        .publish(&[common::v2_counter("v6_job", 77)])
+        .await;
+    assert_eq!(published, 1);
+    let url = format!("http://{}/metrics", started.address);
+    let body = common::eventually("the counter served", || async {
+        let body = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        body.contains("v6_job_total{").then_some(body)
+    })
+    .await;
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("v6_job_total{"))
+        .expect("the counter's series");
+    assert!(line.contains("environment=\"staging\""), "{line}");
+    assert!(line.ends_with(" 77") || line.ends_with(" 77.0"), "{line}");
+    let ignored: Vec<&String> = started
+        .warnings
+        .iter()
+        .filter(|l| l.contains("accepted without effect"))
+        .collect();
+    assert_eq!(ignored.len(), 1, "{:?}", started.warnings);
+    assert!(
+        ignored[0].contains("flags=\"--metrics.cleanup-interval, --metrics.namespace\""),
+        "{}",
+        ignored[0]
+    );
+}
