@@ -99,6 +99,9 @@ pub struct WireV2<'a> {
     /// The gauge's metrics by name, one per name (the last sent): name,
     /// unit (both checked UTF-8) and value.
     readings: &'a [(Span, Span, f64)],
+    /// Whether the gauge is a container's ([`WireV2::is_container`]),
+    /// found once.
+    container: bool,
 }
 
 /// Decodes every envelope of an encoded `EnvelopeBatch` and hands each
@@ -151,7 +154,7 @@ fn read<'a>(whole: &'a [u8], parts: &'a mut Parts) -> Result<WireV2<'a>, DecodeE
         scan::Message::Event => (Kind::Event, None),
         scan::Message::None => (Kind::None, None),
     };
-    Ok(WireV2 {
+    let mut wire = WireV2 {
         whole,
         kind,
         source_id: utf8(parts.source_id.in_(whole), "source_id")?,
@@ -160,7 +163,10 @@ fn read<'a>(whole: &'a [u8], parts: &'a mut Parts) -> Result<WireV2<'a>, DecodeE
         deprecated: &parts.deprecated,
         counter,
         readings: &parts.readings,
-    })
+        container: false,
+    };
+    wire.container = wire.is_container();
+    Ok(wire)
 }
 
 /// A reading of `whole`'s gauge, its strings checked when read.
@@ -242,7 +248,7 @@ impl<'a> WireV2<'a> {
                 Payload::Counter { name, delta, total },
             );
         }
-        if self.is_container() {
+        if self.container {
             let value = |key: &str| self.metric(key).map_or(0.0, |m| m.value);
             let payload = Payload::Container {
                 application_id: self.source_id,
@@ -288,7 +294,7 @@ impl<'a> WireV2<'a> {
         if let Some((name, _, _)) = self.counter {
             put(out, name.as_bytes());
         }
-        if self.is_container() {
+        if self.container {
             out.push(1);
             out.extend_from_slice(&self.instance_index().to_le_bytes());
         } else {
