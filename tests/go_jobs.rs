@@ -8,6 +8,33 @@ use cf_firehose_exporter::sim::Foundation;
 use cf_firehose_exporter::sim::traffic_controller::FrameKind;
 use common::pki::Pki;
 
+/// The variables v5 and v6 jobs share, at their generations' defaults:
+/// zeros for the retry settings, empty filters.
+fn uaa_job(foundation: &Foundation) -> tokio::process::Command {
+    let mut command = common::binary::command();
+    command
+        .env("FIREHOSE_EXPORTER_UAA_URL", foundation.uaa_url())
+        .env("FIREHOSE_EXPORTER_UAA_CLIENT_ID", &foundation.client.id)
+        .env(
+            "FIREHOSE_EXPORTER_UAA_CLIENT_SECRET",
+            foundation.client.secret.expose(),
+        )
+        .env("FIREHOSE_EXPORTER_DOPPLER_SUBSCRIPTION_ID", "prometheus")
+        .env("FIREHOSE_EXPORTER_DOPPLER_IDLE_TIMEOUT", "0")
+        .env("FIREHOSE_EXPORTER_DOPPLER_MIN_RETRY_DELAY", "0")
+        .env("FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_DELAY", "0")
+        .env("FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_COUNT", "0")
+        .env("FIREHOSE_EXPORTER_DOPPLER_METRIC_EXPIRATION", "5m")
+        .env("FIREHOSE_EXPORTER_FILTER_DEPLOYMENTS", "")
+        .env("FIREHOSE_EXPORTER_FILTER_EVENTS", "")
+        .env("FIREHOSE_EXPORTER_METRICS_NAMESPACE", "firehose")
+        .env("FIREHOSE_EXPORTER_METRICS_CLEANUP_INTERVAL", "2m")
+        .env("FIREHOSE_EXPORTER_SKIP_SSL_VERIFY", "false")
+        // Not the job's :9186, so that tests run side by side.
+        .env("FIREHOSE_EXPORTER_WEB_LISTEN_ADDRESS", "127.0.0.1:0");
+    command
+}
+
 /// A v5 job passes every variable of its generation, its defaults as they
 /// are (zeros for the retry settings, empty filters), the web certificate
 /// under the Go exporter's spelling and `--log.format logger:stderr`.
@@ -18,29 +45,10 @@ async fn a_v5_job_starts_streams_serves_https_and_names_what_has_no_effect() {
         .expect("simulated foundation");
     let pki = Pki::new("go-v5-job");
     let started = common::binary::start(
-        common::binary::command()
+        uaa_job(&foundation)
             .args(["--log.format", "logger:stderr"])
-            .env("FIREHOSE_EXPORTER_UAA_URL", foundation.uaa_url())
-            .env("FIREHOSE_EXPORTER_UAA_CLIENT_ID", &foundation.client.id)
-            .env(
-                "FIREHOSE_EXPORTER_UAA_CLIENT_SECRET",
-                foundation.client.secret.expose(),
-            )
             .env("FIREHOSE_EXPORTER_DOPPLER_URL", foundation.doppler_url())
-            .env("FIREHOSE_EXPORTER_DOPPLER_SUBSCRIPTION_ID", "prometheus")
-            .env("FIREHOSE_EXPORTER_DOPPLER_IDLE_TIMEOUT", "0")
-            .env("FIREHOSE_EXPORTER_DOPPLER_MIN_RETRY_DELAY", "0")
-            .env("FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_DELAY", "0")
-            .env("FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_COUNT", "0")
-            .env("FIREHOSE_EXPORTER_DOPPLER_METRIC_EXPIRATION", "5m")
-            .env("FIREHOSE_EXPORTER_FILTER_DEPLOYMENTS", "")
-            .env("FIREHOSE_EXPORTER_FILTER_EVENTS", "")
-            .env("FIREHOSE_EXPORTER_METRICS_NAMESPACE", "firehose")
             .env("FIREHOSE_EXPORTER_METRICS_ENVIRONMENT", "prod")
-            .env("FIREHOSE_EXPORTER_METRICS_CLEANUP_INTERVAL", "2m")
-            .env("FIREHOSE_EXPORTER_SKIP_SSL_VERIFY", "false")
-            // Not the job's :9186, so that tests run side by side.
-            .env("FIREHOSE_EXPORTER_WEB_LISTEN_ADDRESS", "127.0.0.1:0")
             .env("FIREHOSE_EXPORTER_WEB_TELEMETRY_PATH", "/metrics")
             .env(
                 "FIREHOSE_EXPORTER_WEB_TLS_CERTFILE",
@@ -54,10 +62,7 @@ async fn a_v5_job_starts_streams_serves_https_and_names_what_has_no_effect() {
     .await;
     let (address, warnings) = (&started.address, &started.warnings);
 
-    let ignored: Vec<&String> = warnings
-        .iter()
-        .filter(|l| l.contains("accepted without effect"))
-        .collect();
+    let ignored = started.without_effect();
     assert_eq!(ignored.len(), 1, "{warnings:#?}");
     for flag in [
         "--metrics.cleanup-interval",
@@ -116,28 +121,10 @@ async fn a_v6_job_streams_from_the_gateway() {
         .await
         .expect("simulated foundation");
     let started = common::binary::start(
-        common::binary::command()
-            .env("FIREHOSE_EXPORTER_UAA_URL", foundation.uaa_url())
-            .env("FIREHOSE_EXPORTER_UAA_CLIENT_ID", &foundation.client.id)
-            .env(
-                "FIREHOSE_EXPORTER_UAA_CLIENT_SECRET",
-                foundation.client.secret.expose(),
-            )
+        uaa_job(&foundation)
             .env("FIREHOSE_EXPORTER_LOGGING_URL", foundation.gateway_url())
             .env("USE_LEGACY_FIREHOSE", "false")
-            .env("FIREHOSE_EXPORTER_DOPPLER_SUBSCRIPTION_ID", "prometheus")
-            .env("FIREHOSE_EXPORTER_DOPPLER_IDLE_TIMEOUT", "0")
-            .env("FIREHOSE_EXPORTER_DOPPLER_MIN_RETRY_DELAY", "0")
-            .env("FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_DELAY", "0")
-            .env("FIREHOSE_EXPORTER_DOPPLER_MAX_RETRY_COUNT", "0")
-            .env("FIREHOSE_EXPORTER_DOPPLER_METRIC_EXPIRATION", "5m")
-            .env("FIREHOSE_EXPORTER_FILTER_DEPLOYMENTS", "")
-            .env("FIREHOSE_EXPORTER_FILTER_EVENTS", "")
-            .env("FIREHOSE_EXPORTER_METRICS_NAMESPACE", "firehose")
-            .env("FIREHOSE_EXPORTER_METRICS_ENVIRONMENT", "staging")
-            .env("FIREHOSE_EXPORTER_METRICS_CLEANUP_INTERVAL", "2m")
-            .env("FIREHOSE_EXPORTER_SKIP_SSL_VERIFY", "false")
-            .env("FIREHOSE_EXPORTER_WEB_LISTEN_ADDRESS", "127.0.0.1:0"),
+            .env("FIREHOSE_EXPORTER_METRICS_ENVIRONMENT", "staging"),
     )
     .await;
     assert!(
@@ -164,11 +151,7 @@ async fn a_v6_job_streams_from_the_gateway() {
         .expect("the counter's series");
     assert!(line.contains("environment=\"staging\""), "{line}");
     assert!(line.ends_with(" 77") || line.ends_with(" 77.0"), "{line}");
-    let ignored: Vec<&String> = started
-        .warnings
-        .iter()
-        .filter(|l| l.contains("accepted without effect"))
-        .collect();
+    let ignored = started.without_effect();
     assert_eq!(ignored.len(), 1, "{:?}", started.warnings);
     assert!(
         ignored[0].contains("flags=\"--metrics.cleanup-interval, --metrics.namespace\""),

@@ -273,11 +273,7 @@ async fn the_environment_of_a_v7_job_streams_from_the_rlp() {
     )
     .await;
     let address = &started.address;
-    let ignored: Vec<&String> = started
-        .warnings
-        .iter()
-        .filter(|l| l.contains("accepted without effect"))
-        .collect();
+    let ignored = started.without_effect();
     // Named once, the given flags without effect and no other.
     assert_eq!(ignored.len(), 1, "{ignored:?}");
     assert!(

@@ -273,10 +273,10 @@ impl Default for CommonArgs {
 impl CommonArgs {
     /// The log format: `logfmt` or `json`.
     pub fn log_format(&self) -> &str {
-        match self.log_format.as_str() {
-            _ if self.log_in_json => "json",
-            "json" => "json",
-            _ => "logfmt",
+        if self.log_in_json || self.log_format == "json" {
+            "json"
+        } else {
+            "logfmt"
         }
     }
 

@@ -24,6 +24,16 @@ pub struct Started {
     pub warnings: Vec<String>,
 }
 
+impl Started {
+    /// Its warnings that name the flags it accepted without effect.
+    pub fn without_effect(&self) -> Vec<&String> {
+        self.warnings
+            .iter()
+            .filter(|l| l.contains("accepted without effect"))
+            .collect()
+    }
+}
+
 /// Starts `command` and reads its standard error until it says where it
 /// serves; what it logs after is read and dropped.
 pub async fn start(command: &mut Command) -> Started {
