@@ -52,6 +52,8 @@ pub struct ExporterConfig {
     pub filters: Filters,
     /// Tags not turned into labels.
     pub drop_tags: Vec<String>,
+    /// The buckets of `http_duration_seconds`.
+    pub http_buckets: Vec<f64>,
     /// Most series held.
     pub max_series: usize,
     /// Bounds on the bytes of one series.
@@ -80,6 +82,7 @@ impl ExporterConfig {
             environment: common.environment.clone(),
             filters,
             drop_tags: common.drop_tags.clone(),
+            http_buckets: common.http_buckets.clone(),
             max_series: usize::try_from(common.max_series).unwrap_or(usize::MAX),
             series_limits: common.series_limits(),
             listen_address: common.listen_address,
@@ -207,7 +210,9 @@ impl Exporter {
             })
         };
         let ingest = Ingest::new(
-            NativeScheme::new(config.environment.clone()).with_drop_tags(config.drop_tags.clone()),
+            NativeScheme::new(config.environment.clone())
+                .with_drop_tags(config.drop_tags.clone())
+                .with_http_buckets(&config.http_buckets),
             store.clone(),
             telemetry.clone(),
         )

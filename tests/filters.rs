@@ -80,6 +80,7 @@ async fn run(args: &[&str], envelopes: &[Envelope]) -> (Vec<String>, Harness) {
         ExporterConfig {
             filters: built.filters,
             drop_tags: built.drop_tags,
+            http_buckets: built.http_buckets,
             source: built.source,
             ..c
         }

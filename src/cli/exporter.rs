@@ -83,6 +83,17 @@ pub struct CommonArgs {
         value_name = "TAGS"
     )]
     pub drop_tags: Vec<String>,
+    /// Upper bounds of the `http_duration_seconds` buckets, in seconds,
+    /// comma-separated; the default is client_golang's.
+    #[arg(
+        long = "metrics.http-buckets",
+        env = "FIREHOSE_EXPORTER_METRICS_HTTP_BUCKETS",
+        value_delimiter = ',',
+        value_name = "SECONDS",
+        default_value = "0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10",
+        value_parser = bucket_bound
+    )]
+    pub http_buckets: Vec<f64>,
     /// Most series held; new series beyond it are rejected and counted.
     #[arg(
         long = "metrics.max-series",
@@ -325,5 +336,13 @@ impl CommonArgs {
             self.filter_metric_names_exclude.as_deref(),
         )
         .map_err(|e| ConfigError::new(e.flag, e.problem))
+    }
+}
+
+/// One bucket bound: a finite number of seconds above zero.
+fn bucket_bound(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(bound) if bound.is_finite() && bound > 0.0 => Ok(bound),
+        _ => Err(format!("{text:?} is not a number of seconds above 0")),
     }
 }

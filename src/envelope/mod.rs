@@ -25,6 +25,9 @@ pub mod view {
 }
 
 mod borrowed;
+mod payloads;
+
+pub use payloads::{Http, Instance, LogType, Peer, uuid_text};
 pub mod v2;
 pub mod vectors;
 
@@ -113,7 +116,27 @@ pub enum Payload<'a> {
         /// Disk limit, when sent.
         disk_bytes_quota: Option<u64>,
     },
-    /// HTTP events, logs and errors: counted, not translated.
+    /// An HTTP request, as a router or an app reports it.
+    Http(Http<'a>),
+    /// A log line: its size and kind, never its text.
+    Log {
+        /// `OUT` or `ERR`.
+        message_type: LogType,
+        /// The length of the line, in bytes.
+        bytes: u64,
+        /// The app GUID (v1), empty when not sent.
+        app_id: &'a str,
+        /// `APP/PROC/WEB`, `RTR`, `STG`, ... (v1), empty when not sent.
+        source_type: &'a str,
+    },
+    /// An error a component reports.
+    Error {
+        /// What reported it.
+        source: &'a str,
+        /// Its code.
+        code: i32,
+    },
+    /// Nothing the exporter reads (a v2 event).
     Other,
 }
 
@@ -184,7 +207,9 @@ impl<'a> std::ops::Deref for EnvelopeRef<'a> {
 
 impl<'a> EnvelopeRef<'a> {
     /// An owned copy, stamped with `timestamp`: the fields, the tags and
-    /// the metric it carries (nothing for [`Payload::Other`]).
+    /// what it carries as far as it was read (an HTTP event without its
+    /// request's URI, addresses and id; a log line of the same length),
+    /// nothing for [`Payload::Other`].
     pub fn to_envelope(&self, timestamp: Option<i64>) -> Envelope {
         let owned = |s: Option<&str>| s.map(str::to_owned);
         let mut envelope = Envelope {
@@ -234,6 +259,55 @@ impl<'a> EnvelopeRef<'a> {
                     disk_bytes,
                     memory_bytes_quota,
                     disk_bytes_quota,
+                })
+            }
+            Payload::Http(http) => {
+                envelope.http_start_stop = Some(events::HttpStartStop {
+                    stop_timestamp: http.duration_ns,
+                    peer_type: match http.peer {
+                        Peer::Client => events::PeerType::Client as i32,
+                        Peer::Server => events::PeerType::Server as i32,
+                        Peer::Unknown => 0,
+                    },
+                    method: events::Method::from_str_name(http.method).map_or(0, |m| m as i32),
+                    status_code: http.status_code,
+                    content_length: http.content_length.unwrap_or_default() as i64,
+                    application_id: http.application_id.map(|id| events::Uuid {
+                        low: u64::from_le_bytes(id[..8].try_into().unwrap_or_default()),
+                        high: u64::from_le_bytes(id[8..].try_into().unwrap_or_default()),
+                    }),
+                    instance_index: match http.instance {
+                        Instance::None => None,
+                        Instance::Index(i) => Some(i),
+                        Instance::Text(text) => text.parse().ok(),
+                    },
+                    ..Default::default()
+                })
+            }
+            Payload::Log {
+                message_type,
+                bytes,
+                app_id,
+                source_type,
+            } => {
+                envelope.log_message = Some(events::LogMessage {
+                    // The text is not kept: a line of the same length.
+                    message: vec![b'.'; bytes as usize],
+                    message_type: match message_type {
+                        LogType::Out => 1,
+                        LogType::Err => 2,
+                    },
+                    timestamp: timestamp.unwrap_or_default(),
+                    app_id: (!app_id.is_empty()).then(|| app_id.into()),
+                    source_type: (!source_type.is_empty()).then(|| source_type.into()),
+                    source_instance: None,
+                })
+            }
+            Payload::Error { source, code } => {
+                envelope.error = Some(events::Error {
+                    source: source.into(),
+                    code,
+                    message: String::new(),
                 })
             }
             Payload::Other => {}
@@ -404,12 +478,18 @@ fn validate(e: &view::Envelope) -> Result<WireEnvelope<'_>, DecodeError> {
             },
             _ => return Err(missing("containerMetric")),
         },
-        EventType::HttpStartStop if e.http_start_stop.is_none() => {
-            return Err(missing("httpStartStop"));
-        }
-        EventType::LogMessage if e.log_message.is_none() => return Err(missing("logMessage")),
-        EventType::Error if e.error.is_none() => return Err(missing("error")),
-        EventType::HttpStartStop | EventType::LogMessage | EventType::Error => Payload::Other,
+        EventType::HttpStartStop => match &e.http_start_stop {
+            Some(bytes) => Payload::Http(payloads::http(bytes)?),
+            None => return Err(missing("httpStartStop")),
+        },
+        EventType::LogMessage => match &e.log_message {
+            Some(bytes) => payloads::log(bytes)?,
+            None => return Err(missing("logMessage")),
+        },
+        EventType::Error => match &e.error {
+            Some(bytes) => payloads::error(bytes)?,
+            None => return Err(missing("error")),
+        },
     };
     Ok(WireEnvelope {
         fields: Fields {
@@ -437,7 +517,7 @@ fn owned(raw: &view::Envelope) -> Result<Envelope, DecodeError> {
     let mut envelope = e.to_envelope(raw.timestamp);
     match e.payload {
         Payload::Value { .. } | Payload::Counter { .. } | Payload::Container { .. } => {}
-        Payload::Other => {
+        Payload::Http(_) | Payload::Log { .. } | Payload::Error { .. } | Payload::Other => {
             // These copy what they decode: nothing of the frame is kept.
             envelope.http_start_stop = raw
                 .http_start_stop

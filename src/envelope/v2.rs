@@ -26,7 +26,7 @@ pub use proto::envelope::Message;
 pub use proto::{Envelope, EnvelopeBatch};
 
 mod json;
-mod scan;
+pub(super) mod scan;
 mod wire;
 
 pub use json::{JsonError, decode_batch_json};
@@ -35,8 +35,7 @@ pub use wire::{GaugeMetric, Kind, WireV2, for_each_in_batch, with_wire};
 /// Calls `f` with each metric `envelope` carries, as the envelope model the
 /// schemes translate ([`WireV2::metrics`]): a counter gives one; a
 /// container's gauge one container metric; any other gauge one value metric
-/// per key, in key order. Timers, logs and events carry no metric and give
-/// none. The envelope is read as it would arrive, encoded.
+/// per key, in key order; an HTTP timer, a log or an error one event. The envelope is read as it would arrive, encoded.
 pub fn with_metrics(envelope: &Envelope, mut f: impl FnMut(&EnvelopeRef<'_>)) {
     let encoded = envelope.encode_to_vec();
     with_wire(&encoded, |wire| {
@@ -47,10 +46,11 @@ pub fn with_metrics(envelope: &Envelope, mut f: impl FnMut(&EnvelopeRef<'_>)) {
     });
 }
 
-/// The v1 envelopes Doppler's conversion makes of a v2 metric envelope
-/// (protocol.md §3.4): a counter event, a container metric, or a value
-/// metric per gauge key (in key order). Timers, logs and events give none
-/// here: the exporter only relays metrics.
+/// The v1 envelopes Doppler's conversion makes of a v2 envelope
+/// (protocol.md §3.4), as far as the exporter reads them: a counter event,
+/// a container metric, a value metric per gauge key (in key order), an
+/// HTTP event for a timer named `http`, a log message or an error for a
+/// log. Other timers and events give none.
 pub fn to_v1(envelope: &Envelope) -> Vec<events::Envelope> {
     let mut out = Vec::new();
     with_metrics(envelope, |metric| {
@@ -293,17 +293,19 @@ mod tests {
         NativeScheme::default().translate_v2(&counter, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].value, Value::Add(4.0));
-        for message in [
-            Message::Timer(proto::Timer::default()),
-            Message::Log(proto::Log::default()),
-            Message::Event(proto::Event::default()),
+        // A timer of another name than `http` (Diego's `spike`) and an
+        // event give nothing; a log its two counters.
+        for (message, updates) in [
+            (Message::Timer(proto::Timer::default()), 0),
+            (Message::Log(proto::Log::default()), 2),
+            (Message::Event(proto::Event::default()), 0),
         ] {
             let e = Envelope {
                 message: Some(message),
                 ..Default::default()
             };
-            assert_eq!(NativeScheme::default().translate_v2(&e, &mut out), 0);
-            assert!(to_v1(&e).is_empty());
+            assert_eq!(NativeScheme::default().translate_v2(&e, &mut out), updates);
+            assert_eq!(to_v1(&e).len(), updates / 2);
         }
     }
 }

@@ -415,12 +415,14 @@ impl<S: NamingScheme> Ingest<S> {
         now: tokio::time::Instant,
     ) -> Result<(), DecodeError> {
         let received = &self.counters.received_v2[wire.kind().index()];
-        if !wire.carries_metrics() {
+        if !wire.gives_series() {
             received.inc();
             return Ok(());
         }
         let (scheme, store, known) = (&self.scheme, &self.store, &mut self.known);
-        let rememberable = !self.filters.filters_names();
+        // A timer's tags name its request (its id, its URI): it is never
+        // the same twice, and goes the long way.
+        let rememberable = wire.carries_metrics() && !self.filters.filters_names();
         let mut hash = None;
         // Updates whose series has expired since, by position.
         let mut stale = 0u64;
@@ -867,8 +869,9 @@ mod tests {
             .collect();
         assert_eq!(
             frames.len(),
-            4,
-            "a counter, a container metric, two value metrics"
+            5,
+            "a counter, a container metric, two value metrics, an HTTP event \
+             (not counted: it names no method or status)"
         );
         v1.batch(&frames);
         assert_eq!(store.snapshot(), v1_store.snapshot());

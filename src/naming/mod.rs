@@ -1,7 +1,10 @@
 //! Naming schemes: how an envelope becomes series updates. Pure functions,
 //! no I/O, no clocks.
 
+mod events;
 pub mod native;
+
+pub use events::{DEFAULT_HTTP_BUCKETS, SIZE_BUCKETS};
 
 use std::borrow::Cow;
 use std::hash::{BuildHasher, Hash, Hasher};

@@ -8,10 +8,17 @@ use super::{LabelSet, MetricKind, NamingScheme, Update, Value};
 use crate::envelope::{EnvelopeRef, Fields, Payload, WireEnvelope, by_key};
 
 /// Translates envelopes under the native scheme.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NativeScheme {
     environment: Option<String>,
     drop_tags: std::collections::HashSet<String>,
+    pub(super) http_buckets: std::sync::Arc<[f64]>,
+}
+
+impl Default for NativeScheme {
+    fn default() -> Self {
+        Self::new(None)
+    }
 }
 
 impl NativeScheme {
@@ -20,7 +27,15 @@ impl NativeScheme {
         Self {
             environment: environment.filter(|e| !e.is_empty()),
             drop_tags: Default::default(),
+            http_buckets: super::events::DEFAULT_HTTP_BUCKETS.into(),
         }
+    }
+
+    /// Observes HTTP durations in these buckets (seconds, ascending)
+    /// rather than client_golang's defaults.
+    pub fn with_http_buckets(mut self, buckets: &[f64]) -> Self {
+        self.http_buckets = buckets.into();
+        self
     }
 
     /// Leaves out the tags with these keys (as the envelope carries them), to
@@ -47,7 +62,13 @@ impl NamingScheme for NativeScheme {
                 let Some(family) = sanitize_metric_name(name) else {
                     return;
                 };
-                let labels = self.label_set(envelope, Exporter::Unit(unit));
+                let labels = self.label_set(
+                    envelope,
+                    Exporter {
+                        unit,
+                        ..Default::default()
+                    },
+                );
                 apply(Update {
                     family: &family,
                     kind: MetricKind::Gauge,
@@ -65,7 +86,7 @@ impl NamingScheme for NativeScheme {
                     Some(stem) if !stem.is_empty() => stem,
                     _ => &family,
                 };
-                let labels = self.label_set(envelope, Exporter::None);
+                let labels = self.label_set(envelope, Exporter::default());
                 apply(Update {
                     family,
                     kind: MetricKind::Counter,
@@ -90,10 +111,11 @@ impl NamingScheme for NativeScheme {
                     None => Cow::Owned(instance_index.to_string()),
                     Some(_) => Cow::Borrowed(""),
                 };
-                let container = |unit| Exporter::Container {
+                let container = |unit| Exporter {
                     source_id,
                     instance_id: &instance_id,
                     unit,
+                    ..Default::default()
                 };
                 let cpu_labels = self.label_set(envelope, container("percentage"));
                 let labels = self.label_set(envelope, container("bytes"));
@@ -112,6 +134,9 @@ impl NamingScheme for NativeScheme {
                         buckets: &[],
                     });
                 }
+            }
+            Payload::Http(_) | Payload::Log { .. } | Payload::Error { .. } => {
+                self.translate_event(envelope, &mut apply)
             }
             Payload::Other => {}
         }
@@ -138,6 +163,9 @@ impl NamingScheme for NativeScheme {
                         value(Value::Set(v));
                     }
                 }
+            }
+            Payload::Http(_) | Payload::Log { .. } | Payload::Error { .. } => {
+                super::events::event_values(&fields.payload, &mut value)
             }
             Payload::Other => {}
         }
@@ -180,6 +208,9 @@ impl NamingScheme for NativeScheme {
                         | u8::from(disk_bytes_quota.is_some()) << 1,
                 );
             }
+            Payload::Http(_) | Payload::Log { .. } | Payload::Error { .. } => {
+                super::events::event_identity(&fields.payload, &mut |bytes| put(out, bytes))
+            }
             Payload::Other => {}
         }
         let entries = envelope.tag_entries();
@@ -198,28 +229,29 @@ impl NativeScheme {
         e: &EnvelopeRef<'l>,
         extra: Exporter<'l>,
     ) -> impl Iterator<Item = (&'static str, &'l str)> + Clone {
-        let (source_id, instance_id, unit) = match extra {
-            Exporter::None => ("", "", ""),
-            Exporter::Unit(unit) => ("", "", unit),
-            Exporter::Container {
-                source_id,
-                instance_id,
-                unit,
-            } => (source_id, instance_id, unit),
+        let vm = |value: Option<&'l str>| match extra.no_vm {
+            true => "",
+            false => value.unwrap_or_default(),
         };
         [
-            ("bosh_deployment", e.deployment.unwrap_or_default()),
-            ("bosh_job_id", e.index.unwrap_or_default()),
-            ("bosh_job_ip", e.ip.unwrap_or_default()),
-            ("bosh_job_name", e.job.unwrap_or_default()),
+            ("bosh_deployment", vm(e.deployment)),
+            ("bosh_job_id", vm(e.index)),
+            ("bosh_job_ip", vm(e.ip)),
+            ("bosh_job_name", vm(e.job)),
+            ("code", extra.code),
             (
                 "environment",
                 self.environment.as_deref().unwrap_or_default(),
             ),
-            ("instance_id", instance_id),
-            ("origin", e.origin),
-            ("source_id", source_id),
-            ("unit", unit),
+            ("instance_id", extra.instance_id),
+            ("message_type", extra.message_type),
+            ("method", extra.method),
+            ("origin", vm(Some(e.origin))),
+            ("source", extra.source),
+            ("source_id", extra.source_id),
+            ("source_type", extra.source_type),
+            ("status_code", extra.status_code),
+            ("unit", extra.unit),
         ]
         .into_iter()
         .filter(|(_, value)| !value.is_empty())
@@ -229,12 +261,17 @@ impl NativeScheme {
     /// non-empty tag. Both come sorted, so they are merged; a tag whose name
     /// must change (sanitized, reserved, or taken) sends the whole set
     /// through [`NativeScheme::label_set_renaming`] instead.
-    fn label_set<'l>(&'l self, e: &EnvelopeRef<'l>, extra: Exporter<'l>) -> LabelSet<'l> {
+    pub(super) fn label_set<'l>(
+        &'l self,
+        e: &EnvelopeRef<'l>,
+        extra: Exporter<'l>,
+    ) -> LabelSet<'l> {
+        let skip = extra.skip_tags;
         let set = self.exporter_labels(e, extra);
         let mut pairs: Pairs<'l> = Vec::with_capacity(9 + e.tags.len());
         let mut ours = set.clone().peekable();
         for &(key, value) in &e.tags {
-            if value.is_empty() || self.drop_tags.contains(key) {
+            if value.is_empty() || self.drop_tags.contains(key) || skip.contains(&key) {
                 continue;
             }
             if key.is_empty() {
@@ -246,7 +283,7 @@ impl NativeScheme {
                 pairs.push((Cow::Borrowed(name), Cow::Borrowed(v)));
             }
             if renamed || ours.peek().is_some_and(|(name, _)| *name == key) {
-                return self.label_set_renaming(e, set);
+                return self.label_set_renaming(e, set, skip);
             }
             pairs.push((Cow::Borrowed(key), Cow::Borrowed(value)));
         }
@@ -263,6 +300,7 @@ impl NativeScheme {
         &'l self,
         e: &EnvelopeRef<'l>,
         ours: impl Iterator<Item = (&'static str, &'l str)>,
+        skip: &[&str],
     ) -> LabelSet<'l> {
         let mut labels: Pairs<'l> = ours
             .map(|(name, v)| (Cow::Borrowed(name), Cow::Borrowed(v)))
@@ -271,7 +309,7 @@ impl NativeScheme {
         let tags = e
             .tags
             .iter()
-            .filter(|(k, v)| !v.is_empty() && !self.drop_tags.contains(*k));
+            .filter(|(k, v)| !v.is_empty() && !self.drop_tags.contains(*k) && !skip.contains(k));
         for &(key, value) in tags {
             let Some(mut name) = sanitize_label_name(key) else {
                 continue;
@@ -330,15 +368,22 @@ fn container_gauges(payload: &Payload<'_>) -> [(&'static str, &'static str, Opti
 }
 
 /// The labels the exporter sets beyond the envelope's own fields.
-#[derive(Debug, Clone, Copy)]
-enum Exporter<'l> {
-    None,
-    Unit(&'l str),
-    Container {
-        source_id: &'l str,
-        instance_id: &'l str,
-        unit: &'l str,
-    },
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Exporter<'l> {
+    /// Leave out the emitter's origin and BOSH labels (a log's series are
+    /// per app, not per VM).
+    pub(super) no_vm: bool,
+    pub(super) source_id: &'l str,
+    pub(super) instance_id: &'l str,
+    pub(super) unit: &'l str,
+    pub(super) method: &'l str,
+    pub(super) status_code: &'l str,
+    pub(super) source_type: &'l str,
+    pub(super) message_type: &'l str,
+    pub(super) source: &'l str,
+    pub(super) code: &'l str,
+    /// Tags never made labels for this series (a request's URI, say).
+    pub(super) skip_tags: &'l [&'l str],
 }
 
 /// Label pairs being built, borrowing where they can.
@@ -651,13 +696,28 @@ mod tests {
             envelope::with_checked(&frame, |checked| {
                 let checked = checked.unwrap();
                 for extra in [
-                    Exporter::None,
-                    Exporter::Unit("ms"),
-                    Exporter::Container { source_id: "guid", instance_id: "0", unit: "bytes" },
+                    Exporter::default(),
+                    Exporter { unit: "ms", ..Default::default() },
+                    Exporter {
+                        source_id: "guid",
+                        instance_id: "0",
+                        unit: "bytes",
+                        ..Default::default()
+                    },
+                    Exporter {
+                        method: "GET",
+                        status_code: "200",
+                        skip_tags: &["a.b"],
+                        ..Default::default()
+                    },
+                    Exporter { no_vm: true, message_type: "OUT", ..Default::default() },
                 ] {
                     let merged = scheme.label_set(&checked, extra);
-                    let renamed = scheme
-                        .label_set_renaming(&checked, scheme.exporter_labels(&checked, extra));
+                    let renamed = scheme.label_set_renaming(
+                        &checked,
+                        scheme.exporter_labels(&checked, extra),
+                        extra.skip_tags,
+                    );
                     assert_eq!(merged.to_labels(), renamed.to_labels());
                     assert_eq!(merged.hash_value(), renamed.hash_value());
                 }

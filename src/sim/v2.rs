@@ -219,6 +219,31 @@ pub fn to_v2(v1: &events::Envelope) -> Option<Envelope> {
         }
         EventType::HttpStartStop => {
             let h = v1.http_start_stop.as_ref()?;
+            // As go-loggregator's conversion to v2 writes an HTTP event.
+            if let Some(id) = &h.application_id {
+                envelope.source_id = crate::envelope::uuid_text(&uuid_bytes(id));
+            }
+            if let Some(index) = h.instance_index {
+                envelope.instance_id = index.to_string();
+            }
+            let peer = events::PeerType::try_from(h.peer_type).map(|p| p.as_str_name());
+            let method = events::Method::try_from(h.method).map(|m| m.as_str_name());
+            for (key, value) in [
+                (
+                    "request_id",
+                    crate::envelope::uuid_text(&uuid_bytes(&h.request_id)),
+                ),
+                ("peer_type", peer.unwrap_or_default().to_owned()),
+                ("method", method.unwrap_or_default().to_owned()),
+                ("uri", h.uri.clone()),
+                ("remote_address", h.remote_address.clone()),
+                ("user_agent", h.user_agent.clone()),
+                ("status_code", h.status_code.to_string()),
+                ("content_length", h.content_length.to_string()),
+                ("forwarded", h.forwarded.join("\n")),
+            ] {
+                envelope.tags.insert(key.into(), value);
+            }
             Message::Timer(proto::Timer {
                 name: "http".into(),
                 start: h.start_timestamp,
@@ -227,6 +252,17 @@ pub fn to_v2(v1: &events::Envelope) -> Option<Envelope> {
         }
         EventType::LogMessage => {
             let l = v1.log_message.as_ref()?;
+            if let Some(app_id) = &l.app_id {
+                envelope.source_id = app_id.clone();
+            }
+            if let Some(source_type) = &l.source_type {
+                envelope
+                    .tags
+                    .insert("source_type".into(), source_type.clone());
+            }
+            if let Some(instance) = &l.source_instance {
+                envelope.instance_id = instance.clone();
+            }
             Message::Log(proto::Log {
                 payload: l.message.clone(),
                 r#type: i32::from(l.message_type != 1),
@@ -243,6 +279,14 @@ pub fn to_v2(v1: &events::Envelope) -> Option<Envelope> {
         }
     });
     Some(envelope)
+}
+
+/// A dropsonde UUID's 16 bytes, in the order of its text form.
+fn uuid_bytes(id: &events::Uuid) -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&id.low.to_le_bytes());
+    bytes[8..].copy_from_slice(&id.high.to_le_bytes());
+    bytes
 }
 
 /// A double as protojson writes it.

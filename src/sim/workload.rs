@@ -61,9 +61,13 @@ enum Model {
         memory: f64,
         disk: f64,
     },
+    /// A router's requests to an app instance: each reported twice, as
+    /// gorouter does, first its server side, then its client side.
     Http {
         app: usize,
         instance: u32,
+        /// Events sent so far: even ones are the server side.
+        sent: u64,
     },
 }
 
@@ -194,17 +198,28 @@ impl Workload {
                     disk_bytes_quota: Some(app.disk_quota),
                 });
             }
-            Model::Http { app, instance } => {
+            Model::Http {
+                app,
+                instance,
+                sent,
+            } => {
                 let app = &self.apps[*app];
                 let stop = unix_nanos();
                 let start = stop - rng.random_range(1_000_000..300_000_000i64);
                 let status = if rng.random_bool(0.02) { 502 } else { 200 };
+                // Both sides of one request name the same method.
+                let method = HTTP_METHODS[(*sent / 2 % 4) as usize];
+                let peer = match *sent % 2 {
+                    0 => events::PeerType::Server,
+                    _ => events::PeerType::Client,
+                };
+                *sent += 1;
                 envelope.http_start_stop = Some(HttpStartStop {
                     start_timestamp: start,
                     stop_timestamp: stop,
                     request_id: uuid(&guid(rng)),
-                    peer_type: events::PeerType::Client as i32,
-                    method: events::Method::Get as i32,
+                    peer_type: peer as i32,
+                    method: method as i32,
                     uri: format!("https://{}.apps.example.com/", app.name),
                     remote_address: format!(
                         "10.1.0.{}:{}",
@@ -424,9 +439,19 @@ impl Workload {
                 let router = routers[(a + instance as usize) % routers.len()];
                 let mut http = base("gorouter", router);
                 http.event_type = 4;
+                // The app's tags gorouter knows from its routes.
+                http.tags.extend(
+                    app_tags(&app, instance, "")
+                        .into_iter()
+                        .filter(|(k, _)| ROUTE_TAGS.contains(&k.as_str())),
+                );
                 self.series.push(Series {
                     template: http,
-                    model: Model::Http { app: a, instance },
+                    model: Model::Http {
+                        app: a,
+                        instance,
+                        sent: 0,
+                    },
                 });
             }
         }
@@ -444,6 +469,25 @@ fn base(origin: &str, vm: &Vm) -> Envelope {
         ..Default::default()
     }
 }
+
+/// The methods of the simulated requests, in turn.
+const HTTP_METHODS: [events::Method; 4] = [
+    events::Method::Get,
+    events::Method::Get,
+    events::Method::Post,
+    events::Method::Get,
+];
+
+/// The app tags on a router's HTTP events.
+const ROUTE_TAGS: [&str; 7] = [
+    "app_id",
+    "app_name",
+    "organization_id",
+    "organization_name",
+    "process_type",
+    "space_id",
+    "space_name",
+];
 
 /// The tags Cloud Controller asks Diego to attach to an app instance's metrics.
 fn app_tags(app: &App, instance: u32, instance_guid: &str) -> Vec<(String, String)> {

@@ -16,7 +16,7 @@ use crate::envelope::DecodeError;
 
 /// A field's value, as read.
 #[derive(Debug, Clone, Copy)]
-enum Field<'a> {
+pub(in crate::envelope) enum Field<'a> {
     Varint(u64),
     Fixed64(u64),
     Fixed32,
@@ -24,7 +24,7 @@ enum Field<'a> {
 }
 
 /// Calls `f` with each field of the message `buf`, in order.
-fn fields<'a>(
+pub(in crate::envelope) fn fields<'a>(
     mut buf: &'a [u8],
     mut f: impl FnMut(u32, Field<'a>) -> Result<(), DecodeError>,
 ) -> Result<(), DecodeError> {
@@ -67,7 +67,7 @@ fn fields<'a>(
 }
 
 /// The bytes of a length-delimited field.
-fn bytes<'a>(field: Field<'a>) -> Result<&'a [u8], DecodeError> {
+pub(in crate::envelope) fn bytes<'a>(field: Field<'a>) -> Result<&'a [u8], DecodeError> {
     match field {
         Field::Bytes(bytes) => Ok(bytes),
         _ => Err(DecodeError::Invalid(
@@ -77,7 +77,7 @@ fn bytes<'a>(field: Field<'a>) -> Result<&'a [u8], DecodeError> {
 }
 
 /// The value of a varint field.
-fn varint(field: Field<'_>) -> Result<u64, DecodeError> {
+pub(in crate::envelope) fn varint(field: Field<'_>) -> Result<u64, DecodeError> {
     match field {
         Field::Varint(n) => Ok(n),
         _ => Err(DecodeError::Invalid(
@@ -135,12 +135,14 @@ pub(super) struct Entry {
 pub(super) enum Message {
     #[default]
     None,
-    Log,
+    /// The payload's length and the type (OUT = 0, ERR = 1).
+    Log(u64, u64),
     /// The counter's name, delta and total.
     Counter(Span, u64, u64),
     /// The gauge's encoding.
     Gauge(Span),
-    Timer,
+    /// The timer's name, start and stop.
+    Timer(Span, i64, i64),
     Event,
 }
 
@@ -211,8 +213,16 @@ impl Parts {
                 2 => self.source_id = Span::of(whole, bytes(field)?),
                 3 => self.deprecated.push(entry(whole, bytes(field)?)?),
                 4 => {
-                    bytes(field)?;
-                    self.message = Message::Log;
+                    let (mut len, mut kind) = (0, 0);
+                    fields(bytes(field)?, |number, field| {
+                        match number {
+                            1 => len = bytes(field)?.len() as u64,
+                            2 => kind = varint(field)?,
+                            _ => {}
+                        }
+                        Ok(())
+                    })?;
+                    self.message = Message::Log(len, kind);
                 }
                 5 => {
                     let counter = bytes(field)?;
@@ -230,8 +240,17 @@ impl Parts {
                 }
                 6 => self.message = Message::Gauge(Span::of(whole, bytes(field)?)),
                 7 => {
-                    bytes(field)?;
-                    self.message = Message::Timer;
+                    let (mut name, mut start, mut stop): (&[u8], i64, i64) = (&[], 0, 0);
+                    fields(bytes(field)?, |number, field| {
+                        match number {
+                            1 => name = bytes(field)?,
+                            2 => start = varint(field)? as i64,
+                            3 => stop = varint(field)? as i64,
+                            _ => {}
+                        }
+                        Ok(())
+                    })?;
+                    self.message = Message::Timer(Span::of(whole, name), start, stop);
                 }
                 8 => self.instance_id = Span::of(whole, bytes(field)?),
                 9 => self.tags.push(entry(whole, bytes(field)?)?),

@@ -16,7 +16,9 @@ use std::cell::RefCell;
 use super::scan::{self, Entry, Parts, Span, TypedValue};
 use crate::envelope::borrowed::utf8;
 use crate::envelope::events::envelope::EventType;
-use crate::envelope::{DecodeError, EnvelopeRef, Fields, Payload, by_key};
+use crate::envelope::{
+    DecodeError, EnvelopeRef, Fields, Http, Instance, LogType, Payload, Peer, by_key,
+};
 
 /// The tags that become an envelope's fixed v1 fields (origin and the BOSH
 /// fields), and the marker of a v1 type; never tags of their own.
@@ -102,6 +104,10 @@ pub struct WireV2<'a> {
     /// Whether the gauge is a container's ([`WireV2::is_container`]),
     /// found once.
     container: bool,
+    /// The timer's name (checked UTF-8) and duration in nanoseconds.
+    timer: Option<(&'a str, i64)>,
+    /// The log's payload length, and whether it is standard error.
+    log: Option<(u64, bool)>,
 }
 
 /// Decodes every envelope of an encoded `EnvelopeBatch` and hands each
@@ -143,14 +149,22 @@ fn read<'a>(whole: &'a [u8], parts: &'a mut Parts) -> Result<WireV2<'a>, DecodeE
         });
     }
     let parts = &*parts;
+    let (mut timer, mut log) = (None, None);
     let (kind, counter) = match parts.message {
         scan::Message::Counter(name, delta, total) => {
             let name = utf8(name.in_(whole), "counter name")?;
             (Kind::Counter, Some((name, delta, total)))
         }
         scan::Message::Gauge(_) => (Kind::Gauge, None),
-        scan::Message::Timer => (Kind::Timer, None),
-        scan::Message::Log => (Kind::Log, None),
+        scan::Message::Timer(name, start, stop) => {
+            let name = utf8(name.in_(whole), "timer name")?;
+            timer = Some((name, stop.saturating_sub(start)));
+            (Kind::Timer, None)
+        }
+        scan::Message::Log(len, kind) => {
+            log = Some((len, kind != 0));
+            (Kind::Log, None)
+        }
         scan::Message::Event => (Kind::Event, None),
         scan::Message::None => (Kind::None, None),
     };
@@ -164,6 +178,8 @@ fn read<'a>(whole: &'a [u8], parts: &'a mut Parts) -> Result<WireV2<'a>, DecodeE
         counter,
         readings: &parts.readings,
         container: false,
+        timer,
+        log,
     };
     wire.container = wire.is_container();
     Ok(wire)
@@ -197,6 +213,12 @@ impl<'a> WireV2<'a> {
     /// Whether it carries metrics (a counter or a gauge).
     pub fn carries_metrics(&self) -> bool {
         matches!(self.kind, Kind::Counter | Kind::Gauge)
+    }
+
+    /// Whether it gives series: metrics, an HTTP timer or a log (an
+    /// error, when it is one converted from v1).
+    pub fn gives_series(&self) -> bool {
+        self.carries_metrics() || self.log.is_some() || self.timer.is_some_and(|(n, _)| n == "http")
     }
 
     /// The gauge's metrics, by name.
@@ -389,6 +411,27 @@ impl<'a> WireV2<'a> {
             merged.sort_unstable_by(|a, b| by_key(a.0, b.0));
             merged
         };
+        if let Some((event_type, payload)) = self.event(&find) {
+            let mut tags = merged(false);
+            let skip: &[&str] = match event_type {
+                EventType::Error => &["source", "code"],
+                _ => &[],
+            };
+            tags.retain(|(k, _)| !skip.contains(k));
+            f(&EnvelopeRef {
+                fields: Fields {
+                    origin,
+                    event_type,
+                    deployment: Some(deployment),
+                    job: Some(job),
+                    index: Some(index),
+                    ip: Some(ip),
+                    payload,
+                },
+                tags,
+            });
+            return Ok(());
+        }
         let mut shared: Option<Vec<(&str, &str)>> = None;
         self.payloads(|event_type, payload| {
             let with_instance = event_type != EventType::ContainerMetric;
@@ -407,6 +450,57 @@ impl<'a> WireV2<'a> {
             });
         });
         Ok(())
+    }
+}
+
+impl<'a> WireV2<'a> {
+    /// The event a timer or a log is, as Doppler's v1 conversion reads it
+    /// (protocol.md §3.4): a timer named `http` an HTTP request from its
+    /// tags; a log a log line, or an error when `__v1_type` says so.
+    /// `None` for anything else, a timer of another name too (Diego's
+    /// `spike`).
+    fn event<'t>(&self, tag: &impl Fn(&str) -> Option<&'t str>) -> Option<(EventType, Payload<'t>)>
+    where
+        'a: 't,
+    {
+        if let Some((name, duration_ns)) = self.timer {
+            if name != "http" {
+                return None;
+            }
+            let peer = match tag("peer_type") {
+                Some("Client") => Peer::Client,
+                Some("Server") => Peer::Server,
+                _ => Peer::Unknown,
+            };
+            let http = Http {
+                peer,
+                method: tag("method").unwrap_or(""),
+                status_code: tag("status_code").and_then(|c| c.parse().ok()).unwrap_or(0),
+                duration_ns,
+                content_length: tag("content_length").and_then(|c| c.parse().ok()),
+                application_id: None,
+                instance: match self.instance_id {
+                    "" => Instance::None,
+                    id => Instance::Text(id),
+                },
+            };
+            return Some((EventType::HttpStartStop, Payload::Http(http)));
+        }
+        let (bytes, err) = self.log?;
+        if tag("__v1_type") == Some("Error") {
+            let payload = Payload::Error {
+                source: tag("source").unwrap_or(""),
+                code: tag("code").and_then(|c| c.parse().ok()).unwrap_or(0),
+            };
+            return Some((EventType::Error, payload));
+        }
+        let payload = Payload::Log {
+            message_type: if err { LogType::Err } else { LogType::Out },
+            bytes,
+            app_id: "",
+            source_type: "",
+        };
+        Some((EventType::LogMessage, payload))
     }
 }
 
