@@ -411,43 +411,29 @@ impl<'a> WireV2<'a> {
             merged.sort_unstable_by(|a, b| by_key(a.0, b.0));
             merged
         };
+        let model = |event_type, payload, tags| EnvelopeRef {
+            fields: Fields {
+                origin,
+                event_type,
+                deployment: Some(deployment),
+                job: Some(job),
+                index: Some(index),
+                ip: Some(ip),
+                payload,
+            },
+            tags,
+        };
         if let Some((event_type, payload)) = self.event(&find) {
-            let mut tags = merged(false);
-            let skip: &[&str] = match event_type {
-                EventType::Error => &["source", "code"],
-                _ => &[],
-            };
-            tags.retain(|(k, _)| !skip.contains(k));
-            f(&EnvelopeRef {
-                fields: Fields {
-                    origin,
-                    event_type,
-                    deployment: Some(deployment),
-                    job: Some(job),
-                    index: Some(index),
-                    ip: Some(ip),
-                    payload,
-                },
-                tags,
-            });
+            // An error's source and code tags are read by the schemes,
+            // which leave them out of its labels.
+            f(&model(event_type, payload, merged(false)));
             return Ok(());
         }
         let mut shared: Option<Vec<(&str, &str)>> = None;
         self.payloads(|event_type, payload| {
             let with_instance = event_type != EventType::ContainerMetric;
             let tags = shared.get_or_insert_with(|| merged(with_instance)).clone();
-            f(&EnvelopeRef {
-                fields: Fields {
-                    origin,
-                    event_type,
-                    deployment: Some(deployment),
-                    job: Some(job),
-                    index: Some(index),
-                    ip: Some(ip),
-                    payload,
-                },
-                tags,
-            });
+            f(&model(event_type, payload, tags));
         });
         Ok(())
     }
