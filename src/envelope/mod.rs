@@ -272,10 +272,7 @@ impl<'a> EnvelopeRef<'a> {
                     method: events::Method::from_str_name(http.method).map_or(0, |m| m as i32),
                     status_code: http.status_code,
                     content_length: http.content_length.unwrap_or_default() as i64,
-                    application_id: http.application_id.map(|id| events::Uuid {
-                        low: u64::from_le_bytes(id[..8].try_into().unwrap_or_default()),
-                        high: u64::from_le_bytes(id[8..].try_into().unwrap_or_default()),
-                    }),
+                    application_id: http.application_id.as_ref().map(events::Uuid::from_bytes),
                     instance_index: match http.instance {
                         Instance::None => None,
                         Instance::Index(i) => Some(i),

@@ -149,10 +149,28 @@ fn uuid(encoded: &[u8]) -> Result<[u8; 16], DecodeError> {
         }
         Ok(())
     })?;
-    let mut out = [0u8; 16];
-    out[..8].copy_from_slice(&low.to_le_bytes());
-    out[8..].copy_from_slice(&high.to_le_bytes());
-    Ok(out)
+    Ok(events::Uuid { low, high }.to_bytes())
+}
+
+/// The packing of protocol.md §1.9: the 16 bytes in the order of the text
+/// form, `low` the first eight read little-endian, `high` the last eight.
+impl events::Uuid {
+    /// The 16 bytes.
+    pub fn to_bytes(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.low.to_le_bytes());
+        out[8..].copy_from_slice(&self.high.to_le_bytes());
+        out
+    }
+
+    /// The UUID of these 16 bytes.
+    pub fn from_bytes(bytes: &[u8; 16]) -> Self {
+        let (low, high) = bytes.split_at(8);
+        Self {
+            low: u64::from_le_bytes(low.try_into().unwrap_or_default()),
+            high: u64::from_le_bytes(high.try_into().unwrap_or_default()),
+        }
+    }
 }
 
 /// A `LogMessage`: its length and stream, the app and the source type.

@@ -420,8 +420,9 @@ impl<S: NamingScheme> Ingest<S> {
             return Ok(());
         }
         let (scheme, store, known) = (&self.scheme, &self.store, &mut self.known);
-        // A timer's tags name its request (its id, its URI): it is never
-        // the same twice, and goes the long way.
+        // Only metrics are remembered: a timer's tags name its request (its
+        // id, its URI), never the same twice, and a log's stream is not in
+        // the identity; both go the long way.
         let rememberable = wire.carries_metrics() && !self.filters.filters_names();
         let mut hash = None;
         // Updates whose series has expired since, by position.

@@ -221,7 +221,7 @@ pub fn to_v2(v1: &events::Envelope) -> Option<Envelope> {
             let h = v1.http_start_stop.as_ref()?;
             // As go-loggregator's conversion to v2 writes an HTTP event.
             if let Some(id) = &h.application_id {
-                envelope.source_id = crate::envelope::uuid_text(&uuid_bytes(id));
+                envelope.source_id = crate::envelope::uuid_text(&id.to_bytes());
             }
             if let Some(index) = h.instance_index {
                 envelope.instance_id = index.to_string();
@@ -231,7 +231,7 @@ pub fn to_v2(v1: &events::Envelope) -> Option<Envelope> {
             for (key, value) in [
                 (
                     "request_id",
-                    crate::envelope::uuid_text(&uuid_bytes(&h.request_id)),
+                    crate::envelope::uuid_text(&h.request_id.to_bytes()),
                 ),
                 ("peer_type", peer.unwrap_or_default().to_owned()),
                 ("method", method.unwrap_or_default().to_owned()),
@@ -279,14 +279,6 @@ pub fn to_v2(v1: &events::Envelope) -> Option<Envelope> {
         }
     });
     Some(envelope)
-}
-
-/// A dropsonde UUID's 16 bytes, in the order of its text form.
-fn uuid_bytes(id: &events::Uuid) -> [u8; 16] {
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&id.low.to_le_bytes());
-    bytes[8..].copy_from_slice(&id.high.to_le_bytes());
-    bytes
 }
 
 /// A double as protojson writes it.

@@ -576,11 +576,7 @@ pub fn uuid(text: &str) -> events::Uuid {
             .and_then(|h| u8::from_str_radix(h, 16).ok())
             .unwrap_or(0);
     }
-    let (low, high) = bytes.split_at(8);
-    events::Uuid {
-        low: u64::from_le_bytes(low.try_into().unwrap_or_default()),
-        high: u64::from_le_bytes(high.try_into().unwrap_or_default()),
-    }
+    events::Uuid::from_bytes(&bytes)
 }
 
 #[cfg(test)]

@@ -437,9 +437,7 @@ impl<'a> WireV2<'a> {
         });
         Ok(())
     }
-}
 
-impl<'a> WireV2<'a> {
     /// The event a timer or a log is, as Doppler's v1 conversion reads it
     /// (protocol.md §3.4): a timer named `http` an HTTP request from its
     /// tags; a log a log line, or an error when `__v1_type` says so.
