@@ -13,12 +13,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::CommonArgs;
 use crate::config::ConfigError;
+use crate::exposition::CompatSelf;
 use crate::exposition::{Exposition, Format};
 use crate::http::listener::{self, Limits};
 use crate::http::router::{self, AppState};
 use crate::http::web_config::WebSecurity;
 use crate::ingest::Ingest;
 use crate::ingest::filter::Filters;
+use crate::naming::Naming;
 use crate::naming::native::NativeScheme;
 use crate::pinned::Pinned;
 use crate::source::firehose::FirehoseSource;
@@ -54,6 +56,8 @@ pub struct ExporterConfig {
     pub drop_tags: Vec<String>,
     /// The buckets of `http_duration_seconds`.
     pub http_buckets: Vec<f64>,
+    /// Native names or the Go exporter's.
+    pub naming: crate::naming::Naming,
     /// Most series held.
     pub max_series: usize,
     /// Bounds on the bytes of one series.
@@ -83,6 +87,7 @@ impl ExporterConfig {
             filters,
             drop_tags: common.drop_tags.clone(),
             http_buckets: common.http_buckets.clone(),
+            naming: common.naming.naming()?,
             max_series: usize::try_from(common.max_series).unwrap_or(usize::MAX),
             series_limits: common.series_limits(),
             listen_address: common.listen_address,
@@ -209,10 +214,11 @@ impl Exporter {
                 ))
             })
         };
+        let native = NativeScheme::new(config.environment.clone())
+            .with_drop_tags(config.drop_tags.clone())
+            .with_http_buckets(&config.http_buckets);
         let ingest = Ingest::new(
-            NativeScheme::new(config.environment.clone())
-                .with_drop_tags(config.drop_tags.clone())
-                .with_http_buckets(&config.http_buckets),
+            config.naming.scheme(native),
             store.clone(),
             telemetry.clone(),
         )
@@ -269,7 +275,16 @@ impl Exporter {
 
         let (health, health_rx) = watch::channel(None);
         let state = Arc::new(AppState {
-            exposition: Exposition::new(store.clone(), telemetry.clone()),
+            exposition: match &config.naming {
+                Naming::Native => Exposition::new(store.clone(), telemetry.clone()),
+                Naming::Compat { namespace, .. } => {
+                    Exposition::new(store.clone(), telemetry.clone()).with_compat(CompatSelf::new(
+                        namespace,
+                        config.environment.as_deref(),
+                        config.expiration,
+                    ))
+                }
+            },
             store: store.clone(),
             stream: state_rx.clone(),
             source: match config.source.endpoint {

@@ -1,7 +1,7 @@
 //! The error every checked setting fails with: it names the flag at fault.
 
 /// A configuration problem, naming the flag at fault.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{flag}: {problem}")]
 pub struct ConfigError {
     /// The flag, e.g. `--doppler.url`.

@@ -103,6 +103,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// Says at start-up which names the series take, and how to get the others.
+fn naming_line(naming: &cf_firehose_exporter::cli::naming::NamingArgs) {
+    use cf_firehose_exporter::cli::naming::NamingKind;
+    match naming.naming {
+        NamingKind::Native => tracing::info!(
+            "metric names are native: as the platform emits them, without namespace, origin \
+             or event type (--metrics.naming firehose_exporter gives the Go \
+             firehose_exporter's names, such as firehose_value_metric_<origin>_<name>)"
+        ),
+        NamingKind::FirehoseExporter => tracing::info!(
+            namespace = naming.namespace.as_deref().unwrap_or("firehose"),
+            "metric names are the Go firehose_exporter's (--metrics.naming native gives the \
+             names as emitted)"
+        ),
+    }
+}
+
 /// Exit code of a mistake in the flags, as for clap's own errors.
 const USAGE: u8 = 2;
 
@@ -112,6 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => {
             let mut ignored = cli.legacy.without_effect();
+            ignored.extend(cli.common.naming.without_effect());
             if cli.common.log_format == "logger:stderr" {
                 ignored.push("--log.format logger:stderr (logfmt on standard error)");
             }
@@ -121,6 +139,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "flags of the Go firehose_exporter accepted without effect"
                 );
             }
+            naming_line(&cli.common.naming);
             let source = cli.source.resolve()?;
             app::run(ExporterConfig::new(source, &cli.common)?, shutdown).await?;
         }

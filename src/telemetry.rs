@@ -8,6 +8,14 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry};
 
+/// The time now in Unix seconds, as the timestamp gauges give it.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
 /// Prefix of every self metric; relayed metrics may not use it.
 pub const PREFIX: &str = "cf_firehose_exporter_";
 
@@ -45,6 +53,113 @@ pub struct Telemetry {
     /// Open HTTP connections.
     pub http_connections: Gauge,
     http_connections_closed: Counters,
+    /// What the Go exporter's self metrics need beyond these.
+    pub kinds: std::sync::Arc<KindStats>,
+    /// Unix time of the last sign of a slow consumer; 0 before any.
+    pub last_slow_consumer_alert: Gauge<f64, AtomicU64>,
+}
+
+/// The kinds of metric the Go exporter's self metrics count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoKind {
+    /// v1 ContainerMetric.
+    ContainerMetric,
+    /// v1 CounterEvent, v2 counter.
+    CounterEvent,
+    /// v1 ValueMetric, v2 gauge (an app container's too).
+    ValueMetric,
+    /// v1 HttpStartStop, v2 timer.
+    HttpStartStop,
+}
+
+impl GoKind {
+    /// Every kind, in the order of [`GoKind::index`].
+    pub const ALL: [GoKind; 4] = [
+        GoKind::ContainerMetric,
+        GoKind::CounterEvent,
+        GoKind::ValueMetric,
+        GoKind::HttpStartStop,
+    ];
+
+    /// The position in [`GoKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The kind counted for envelopes of `event_type`: a v1 event type's
+    /// name or a v2 kind's ([`crate::envelope::event_type_name`],
+    /// [`crate::envelope::v2::Kind::name`]).
+    pub fn of(event_type: &str) -> Option<GoKind> {
+        match event_type {
+            "ContainerMetric" => Some(GoKind::ContainerMetric),
+            "CounterEvent" | "counter" => Some(GoKind::CounterEvent),
+            "ValueMetric" | "gauge" => Some(GoKind::ValueMetric),
+            "HttpStartStop" | "timer" => Some(GoKind::HttpStartStop),
+            _ => None,
+        }
+    }
+
+    /// The event types counted as this kind.
+    pub fn event_types(self) -> &'static [&'static str] {
+        match self {
+            GoKind::ContainerMetric => &["ContainerMetric"],
+            GoKind::CounterEvent => &["CounterEvent", "counter"],
+            GoKind::ValueMetric => &["ValueMetric", "gauge"],
+            GoKind::HttpStartStop => &["HttpStartStop", "timer"],
+        }
+    }
+
+    /// The plural in the Go names: `container_metrics`.
+    pub fn plural(self) -> &'static str {
+        match self {
+            GoKind::ContainerMetric => "container_metrics",
+            GoKind::CounterEvent => "counter_events",
+            GoKind::ValueMetric => "value_metrics",
+            GoKind::HttpStartStop => "http_start_stop",
+        }
+    }
+
+    /// The singular in the Go names: `container_metric`.
+    pub fn singular(self) -> &'static str {
+        match self {
+            GoKind::ContainerMetric => "container_metric",
+            GoKind::CounterEvent => "counter_event",
+            GoKind::ValueMetric => "value_metric",
+            GoKind::HttpStartStop => "http_start_stop",
+        }
+    }
+}
+
+/// Per [`GoKind`]: envelopes left out by the filters, and the Unix time of
+/// the last one received.
+#[derive(Debug, Default)]
+pub struct KindStats {
+    filtered: [Counter; 4],
+    last_received: [Gauge<f64, AtomicU64>; 4],
+}
+
+impl KindStats {
+    /// Counts an envelope of `event_type` left out by the filters.
+    pub fn filtered(&self, event_type: &str) {
+        if let Some(kind) = GoKind::of(event_type) {
+            self.filtered[kind.index()].inc();
+        }
+    }
+
+    /// Envelopes of `kind` left out by the filters.
+    pub fn filtered_count(&self, kind: GoKind) -> u64 {
+        self.filtered[kind.index()].get()
+    }
+
+    /// Records that envelopes of `kind` arrived at Unix time `unix`.
+    pub fn received_at(&self, kind: GoKind, unix: f64) {
+        self.last_received[kind.index()].set(unix);
+    }
+
+    /// Unix time of the last envelope of `kind`; 0 before any.
+    pub fn last_received(&self, kind: GoKind) -> f64 {
+        self.last_received[kind.index()].get()
+    }
 }
 
 impl Telemetry {
@@ -172,6 +287,20 @@ impl Telemetry {
             "Version of the exporter",
             self.build_info.clone(),
         );
+    }
+
+    /// Counts a sign that the Firehose is cutting this consumer off.
+    pub fn slow_consumer_alert(&self) {
+        self.slow_consumer_alerts.inc();
+        self.last_slow_consumer_alert.set(unix_now());
+    }
+
+    /// Envelopes received of each event type given, together.
+    pub fn received_of(&self, event_types: &[&str]) -> u64 {
+        event_types
+            .iter()
+            .map(|event_type| self.envelopes_received(event_type).get())
+            .sum()
     }
 
     /// Counter of envelopes received of `event_type`.

@@ -278,8 +278,8 @@ async fn the_environment_of_a_v7_job_streams_from_the_rlp() {
     assert_eq!(ignored.len(), 1, "{ignored:?}");
     assert!(
         ignored[0].contains(
-            "flags=\"--metrics.batch_size, --metrics.node_index, \
-             --metrics.timer_rollup_buffer_size, --metrics.namespace\""
+            "flags=\"--metrics.batch_size, --metrics.timer_rollup_buffer_size, \
+             --metrics.namespace, --metrics.node_index\""
         ),
         "{}",
         ignored[0]

@@ -134,6 +134,9 @@ pub struct CommonArgs {
         value_name = "N"
     )]
     pub max_labels: u32,
+    /// The naming scheme and its companions.
+    #[command(flatten)]
+    pub naming: super::naming::NamingArgs,
     /// Address to serve metrics on; ":9186" means every interface.
     #[arg(
         long = "web.listen-address",

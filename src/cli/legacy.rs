@@ -24,14 +24,6 @@ pub struct LegacyArgs {
         value_name = "N"
     )]
     pub batch_size: Option<String>,
-    /// v7: the node_index label of its HTTP series.
-    #[arg(
-        long = "metrics.node_index",
-        env = "FIREHOSE_EXPORTER_NODE_INDEX",
-        allow_hyphen_values = true,
-        value_name = "N"
-    )]
-    pub node_index: Option<String>,
     /// v7: the size of its timer roll-up buffer.
     #[arg(
         long = "metrics.timer_rollup_buffer_size",
@@ -40,14 +32,7 @@ pub struct LegacyArgs {
         value_name = "N"
     )]
     pub timer_rollup_buffer_size: Option<String>,
-    /// v5–v7: the prefix of its metric names (names here are native).
-    #[arg(
-        long = "metrics.namespace",
-        env = "FIREHOSE_EXPORTER_METRICS_NAMESPACE",
-        value_name = "NAME"
-    )]
-    pub namespace: Option<String>,
-    /// v7: names without the event type and origin (names here are native).
+    /// v7: names without the event type and origin (here --metrics.naming chooses).
     #[arg(
         long = "retro_compat.disable",
         env = "FIREHOSE_EXPORTER_RETRO_COMPAT_DISABLE",
@@ -60,19 +45,6 @@ pub struct LegacyArgs {
         overrides_with = "retro_compat_disable"
     )]
     no_retro_compat_disable: bool,
-    /// v7: _delta gauges beside its counters.
-    #[arg(
-        long = "retro_compat.enable_delta",
-        env = "FIREHOSE_EXPORTER_RETRO_COMPAT_ENABLE_DELTA",
-        overrides_with = "no_retro_compat_enable_delta"
-    )]
-    pub retro_compat_enable_delta: bool,
-    #[arg(
-        long = "no-retro_compat.enable_delta",
-        hide = true,
-        overrides_with = "retro_compat_enable_delta"
-    )]
-    no_retro_compat_enable_delta: bool,
     /// v7: Go's pprof endpoints.
     #[arg(
         long = "profiler.enable",
@@ -112,17 +84,11 @@ impl LegacyArgs {
                 self.cleanup_interval.is_some(),
             ),
             ("--metrics.batch_size", self.batch_size.is_some()),
-            ("--metrics.node_index", self.node_index.is_some()),
             (
                 "--metrics.timer_rollup_buffer_size",
                 self.timer_rollup_buffer_size.is_some(),
             ),
-            ("--metrics.namespace", self.namespace.is_some()),
             ("--retro_compat.disable", self.retro_compat_disable),
-            (
-                "--retro_compat.enable_delta",
-                self.retro_compat_enable_delta,
-            ),
             ("--profiler.enable", self.profiler_enable),
         ]
         .into_iter()

@@ -4,6 +4,7 @@
 
 pub(crate) mod exporter;
 pub(crate) mod legacy;
+pub mod naming;
 pub mod parse;
 pub(crate) mod source;
 
@@ -169,14 +170,72 @@ mod tests {
         .unwrap();
         assert_eq!(
             v7.legacy.without_effect(),
-            [
-                "--metrics.batch_size",
-                "--metrics.node_index",
-                "--metrics.timer_rollup_buffer_size",
-                "--retro_compat.enable_delta",
-            ]
+            ["--metrics.batch_size", "--metrics.timer_rollup_buffer_size",]
+        );
+        // Under the native names, the compat scheme's flags mean nothing.
+        assert_eq!(
+            v7.common.naming.without_effect(),
+            ["--retro_compat.enable_delta", "--metrics.node_index"]
         );
         assert!(parse(&[]).unwrap().legacy.without_effect().is_empty());
+        assert!(
+            parse(&[])
+                .unwrap()
+                .common
+                .naming
+                .without_effect()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_compat_scheme_takes_the_go_flags() {
+        use crate::naming::Naming;
+        let naming = |args: &[&str]| parse(args).unwrap().common.naming.naming();
+        assert_eq!(naming(&[]), Ok(Naming::Native));
+        assert_eq!(
+            naming(&["--metrics.naming", "firehose_exporter"]),
+            Ok(Naming::Compat {
+                namespace: "firehose".into(),
+                delta: false,
+                node_index: "0".into()
+            })
+        );
+        for delta in ["--metrics.enable-delta", "--retro_compat.enable_delta"] {
+            let with = naming(&[
+                "--metrics.naming=firehose_exporter",
+                "--metrics.namespace=cf",
+                "--metrics.node_index=3",
+                delta,
+            ]);
+            let expected = Naming::Compat {
+                namespace: "cf".into(),
+                delta: true,
+                node_index: "3".into(),
+            };
+            assert_eq!(with, Ok(expected), "{delta}");
+        }
+        let compat = parse(&[
+            "--metrics.naming=firehose_exporter",
+            "--metrics.namespace=x",
+        ]);
+        assert!(compat.unwrap().common.naming.without_effect().is_empty());
+        for (namespace, problem) in [
+            ("9lives", "is not a metric name"),
+            ("fire-hose", "is not a metric name"),
+            ("cf_firehose_exporter", "as the exporter's own metrics"),
+        ] {
+            let err = naming(&[
+                "--metrics.naming=firehose_exporter",
+                "--metrics.namespace",
+                namespace,
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(err.starts_with("--metrics.namespace: "), "{err}");
+            assert!(err.contains(problem), "{err}");
+        }
+        assert!(parse(&["--metrics.naming", "go"]).is_err());
     }
 
     #[test]

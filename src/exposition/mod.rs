@@ -13,7 +13,10 @@ use prometheus_client::registry::Registry;
 use crate::store::SeriesStore;
 use crate::telemetry::Telemetry;
 
+mod compat;
 mod text;
+
+pub use compat::CompatSelf;
 
 /// The Content-Type of the Prometheus text format 0.0.4.
 pub const TEXT_CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -89,6 +92,8 @@ pub struct Exposition {
     telemetry: Telemetry,
     /// Bodies encoded so far: text 0.0.4, OpenMetrics.
     encodings: [std::sync::atomic::AtomicU64; 2],
+    /// The Go exporter's self metrics, under the compat scheme.
+    compat: Option<CompatSelf>,
 }
 
 impl Exposition {
@@ -101,7 +106,14 @@ impl Exposition {
             own,
             telemetry,
             encodings: Default::default(),
+            compat: None,
         }
+    }
+
+    /// Adds the Go exporter's self metrics to each scrape.
+    pub fn with_compat(mut self, compat: CompatSelf) -> Self {
+        self.compat = Some(compat);
+        self
     }
 
     /// How many bodies were encoded so far in `format`.
@@ -119,6 +131,13 @@ impl Exposition {
         // is stored).
         let families = self.store.snapshot();
         text::write(&mut body, &families, format);
+        if let Some(compat) = &self.compat {
+            text::write(
+                &mut body,
+                &compat.families(&self.telemetry, &families),
+                format,
+            );
+        }
         drop(families);
         let written = match format {
             Format::PrometheusText => {

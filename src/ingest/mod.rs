@@ -6,7 +6,6 @@ pub mod filter;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
@@ -18,7 +17,7 @@ use crate::naming::NamingScheme;
 use crate::naming::native::NativeScheme;
 use crate::source::{FrameReceiver, Wire};
 use crate::store::{Chain, FamilyCache, KeyHasher, SeriesHandle, SeriesStore};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{GoKind, Telemetry};
 
 /// Counters looked up once, not per envelope.
 #[derive(Debug, Clone)]
@@ -30,6 +29,8 @@ struct Counters {
     unknown_event_type: Counter,
     missing_field: Counter,
     decode_errors: Counter,
+    /// Envelopes of each [`GoKind`] received when the last batch ended.
+    seen: [u64; 4],
 }
 
 impl Counters {
@@ -42,7 +43,7 @@ impl Counters {
         };
         self.received[slot].inc();
         if fields.is_dropped_messages_alert() {
-            telemetry.slow_consumer_alerts.inc();
+            telemetry.slow_consumer_alert();
             tracing::warn!(
                 origin = %fields.origin,
                 "Doppler reports dropping messages for this consumer: {}",
@@ -61,6 +62,19 @@ impl Counters {
             unknown_event_type: t.envelopes_dropped("unknown_event_type"),
             missing_field: t.envelopes_dropped("missing_field"),
             decode_errors: t.decode_errors.clone(),
+            seen: [0; 4],
+        }
+    }
+
+    /// Envelopes received of `kind`, by this and every other task.
+    fn of_kind(&self, kind: GoKind) -> u64 {
+        let v1 = |event_type: i32| self.received[(event_type - 3) as usize].get();
+        let v2 = |kind: Kind| self.received_v2[kind.index()].get();
+        match kind {
+            GoKind::ContainerMetric => v1(9),
+            GoKind::CounterEvent => v1(7) + v2(Kind::Counter),
+            GoKind::ValueMetric => v1(6) + v2(Kind::Gauge),
+            GoKind::HttpStartStop => v1(4) + v2(Kind::Timer),
         }
     }
 }
@@ -337,6 +351,8 @@ impl<S: NamingScheme> Ingest<S> {
         self.counters.received(&envelope, &self.telemetry);
         if !kept {
             self.telemetry.envelopes_filtered.inc();
+            let event_type = envelope::event_type_name(envelope.event_type as i32);
+            self.telemetry.kinds.filtered(event_type);
             return Ok(());
         }
         if self.filters.filters_names() {
@@ -491,6 +507,7 @@ impl<S: NamingScheme> Ingest<S> {
         received.inc();
         if metrics > 0 && kept == 0 {
             self.telemetry.envelopes_filtered.inc();
+            self.telemetry.kinds.filtered(wire.kind().name());
         }
         if let Some(hash) = remember
             && complete
@@ -516,6 +533,8 @@ impl<S: NamingScheme> Ingest<S> {
         });
         if yielded > 0 && kept == 0 {
             self.telemetry.envelopes_filtered.inc();
+            let event_type = envelope::event_type_name(envelope.event_type as i32);
+            self.telemetry.kinds.filtered(event_type);
         }
     }
 
@@ -534,12 +553,17 @@ impl<S: NamingScheme> Ingest<S> {
                 Wire::V2Proto => self.v2_proto(frame, now),
             }
         }
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        self.telemetry
-            .last_envelope_timestamp
-            .set(unix.as_secs_f64());
+        let unix = crate::telemetry::unix_now();
+        self.telemetry.last_envelope_timestamp.set(unix);
+        // The kinds that arrived in this batch, for the Go exporter's
+        // self metrics: a few loads per batch, not a clock per envelope.
+        for kind in GoKind::ALL {
+            let seen = self.counters.of_kind(kind);
+            if seen != self.counters.seen[kind.index()] {
+                self.counters.seen[kind.index()] = seen;
+                self.telemetry.kinds.received_at(kind, unix);
+            }
+        }
     }
 
     /// Consumes batches until every sender is gone.

@@ -48,10 +48,59 @@ pub(super) const HTTP_TAGS: [&str; 11] = [
 /// their own.
 const ERROR_TAGS: [&str; 2] = ["source", "code"];
 
+/// The family names, buckets and constant labels of the event series: the
+/// native names, or the same under a namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct EventSeries {
+    http: Box<str>,
+    http_duration: Box<str>,
+    http_size: Box<str>,
+    log_messages: Box<str>,
+    log_bytes: Box<str>,
+    error_events: Box<str>,
+    /// The bounds of `http_duration_seconds`.
+    pub(super) http_buckets: std::sync::Arc<[f64]>,
+    /// The Go v7's `node_index` label of the HTTP series; empty natively.
+    pub(super) node_index: Box<str>,
+}
+
+impl Default for EventSeries {
+    fn default() -> Self {
+        Self::named("")
+    }
+}
+
+impl EventSeries {
+    /// The series with `prefix` in front of their native names.
+    pub(super) fn named(prefix: &str) -> Self {
+        let name = |family: &str| format!("{prefix}{family}").into_boxed_str();
+        Self {
+            http: name("http"),
+            http_duration: name("http_duration_seconds"),
+            http_size: name("http_response_size_bytes"),
+            log_messages: name("log_messages"),
+            log_bytes: name("log_bytes"),
+            error_events: name("error_events"),
+            http_buckets: DEFAULT_HTTP_BUCKETS.into(),
+            node_index: "".into(),
+        }
+    }
+
+    /// The same series with `prefix` in front of their native names.
+    pub(super) fn under(&self, prefix: &str) -> Self {
+        Self {
+            http_buckets: self.http_buckets.clone(),
+            node_index: self.node_index.clone(),
+            ..Self::named(prefix)
+        }
+    }
+}
+
 impl NativeScheme {
     /// The updates of the events that are not metrics; nothing for one
     /// that is.
     pub(super) fn translate_event(&self, e: &EnvelopeRef<'_>, apply: &mut impl FnMut(Update<'_>)) {
+        let names = &*self.events;
         match e.payload {
             Payload::Http(http) if http.counted() => self.http(e, &http, apply),
             Payload::Log {
@@ -75,7 +124,9 @@ impl NativeScheme {
                         ..Default::default()
                     },
                 );
-                for (family, value) in [("log_messages", 1.0), ("log_bytes", bytes as f64)] {
+                for (family, value) in
+                    [(&names.log_messages, 1.0), (&names.log_bytes, bytes as f64)]
+                {
                     apply(counter(family, "LogMessage", &labels, value));
                 }
             }
@@ -90,7 +141,7 @@ impl NativeScheme {
                         ..Default::default()
                     },
                 );
-                apply(counter("error_events", "Error", &labels, 1.0));
+                apply(counter(&names.error_events, "Error", &labels, 1.0));
             }
             _ => {}
         }
@@ -110,10 +161,12 @@ impl NativeScheme {
             0 => String::new(),
             code => code.to_string(),
         };
+        let names = &*self.events;
         let request = Exporter {
             source_id: &source_id,
             instance_id: &instance_id,
             method: http.method,
+            node_index: &names.node_index,
             skip_tags: &HTTP_TAGS,
             ..Default::default()
         };
@@ -124,19 +177,19 @@ impl NativeScheme {
                 ..request
             },
         );
-        apply(counter("http", "HttpStartStop", &labels, 1.0));
+        apply(counter(&names.http, "HttpStartStop", &labels, 1.0));
         let labels = self.label_set(e, request);
         apply(Update {
-            family: "http_duration_seconds",
+            family: &names.http_duration,
             kind: MetricKind::Histogram,
             original: "HttpStartStop",
             labels: &labels,
             value: Value::Observe(http.duration_seconds()),
-            buckets: &self.http_buckets,
+            buckets: &names.http_buckets,
         });
         if let Some(size) = http.content_length {
             apply(Update {
-                family: "http_response_size_bytes",
+                family: &names.http_size,
                 kind: MetricKind::Histogram,
                 original: "HttpStartStop",
                 labels: &labels,

@@ -1,6 +1,7 @@
 //! Naming schemes: how an envelope becomes series updates. Pure functions,
 //! no I/O, no clocks.
 
+pub mod compat;
 mod events;
 pub mod native;
 
@@ -72,6 +73,74 @@ pub trait NamingScheme: std::fmt::Debug + Clone + Send + Sync + 'static {
             }
         });
         out.len() - before
+    }
+}
+
+/// Which names the flags ask for (`--metrics.naming` and its companions).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Naming {
+    /// Names as emitted.
+    #[default]
+    Native,
+    /// The Go exporter's names.
+    Compat {
+        /// The prefix (`--metrics.namespace`); none when empty.
+        namespace: String,
+        /// Whether counters get a `_delta` gauge beside them.
+        delta: bool,
+        /// The HTTP series' `node_index` label.
+        node_index: String,
+    },
+}
+
+impl Naming {
+    /// The scheme that names series as asked, with the label rules and
+    /// buckets of `native`.
+    pub fn scheme(&self, native: native::NativeScheme) -> Scheme {
+        match self {
+            Naming::Native => Scheme::Native(native),
+            Naming::Compat {
+                namespace,
+                delta,
+                node_index,
+            } => Scheme::Compat(
+                compat::CompatScheme::new(namespace, native)
+                    .with_delta(*delta)
+                    .with_node_index(node_index),
+            ),
+        }
+    }
+}
+
+/// The scheme chosen at start-up (`--metrics.naming`).
+#[derive(Debug, Clone)]
+pub enum Scheme {
+    /// Names as emitted, every tag a label: the default.
+    Native(native::NativeScheme),
+    /// The Go `firehose_exporter`'s names.
+    Compat(compat::CompatScheme),
+}
+
+impl NamingScheme for Scheme {
+    fn translate_each(&self, envelope: &EnvelopeRef<'_>, apply: impl FnMut(Update<'_>)) {
+        match self {
+            Scheme::Native(scheme) => scheme.translate_each(envelope, apply),
+            Scheme::Compat(scheme) => scheme.translate_each(envelope, apply),
+        }
+    }
+
+    fn values_each(&self, fields: &Fields<'_>, value: impl FnMut(Value)) {
+        match self {
+            Scheme::Native(scheme) => scheme.values_each(fields, value),
+            Scheme::Compat(scheme) => scheme.values_each(fields, value),
+        }
+    }
+
+    fn identity(&self, envelope: &WireEnvelope<'_>, out: &mut Vec<u8>) {
+        match self {
+            Scheme::Native(scheme) => scheme.identity(envelope, out),
+            Scheme::Compat(scheme) => scheme.identity(envelope, out),
+        }
     }
 }
 

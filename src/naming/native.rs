@@ -12,7 +12,8 @@ use crate::envelope::{EnvelopeRef, Fields, Payload, WireEnvelope, by_key};
 pub struct NativeScheme {
     environment: Option<String>,
     drop_tags: std::collections::HashSet<String>,
-    pub(super) http_buckets: std::sync::Arc<[f64]>,
+    /// How HTTP requests, logs and errors are named.
+    pub(super) events: std::sync::Arc<super::events::EventSeries>,
 }
 
 impl Default for NativeScheme {
@@ -27,14 +28,14 @@ impl NativeScheme {
         Self {
             environment: environment.filter(|e| !e.is_empty()),
             drop_tags: Default::default(),
-            http_buckets: super::events::DEFAULT_HTTP_BUCKETS.into(),
+            events: Default::default(),
         }
     }
 
     /// Observes HTTP durations in these buckets (seconds, ascending)
     /// rather than client_golang's defaults.
     pub fn with_http_buckets(mut self, buckets: &[f64]) -> Self {
-        self.http_buckets = buckets.into();
+        std::sync::Arc::make_mut(&mut self.events).http_buckets = buckets.into();
         self
     }
 
@@ -234,6 +235,7 @@ impl NativeScheme {
             false => value.unwrap_or_default(),
         };
         [
+            ("application_id", extra.application_id),
             ("bosh_deployment", vm(e.deployment)),
             ("bosh_job_id", vm(e.index)),
             ("bosh_job_ip", vm(e.ip)),
@@ -244,8 +246,10 @@ impl NativeScheme {
                 self.environment.as_deref().unwrap_or_default(),
             ),
             ("instance_id", extra.instance_id),
+            ("instance_index", extra.instance_index),
             ("message_type", extra.message_type),
             ("method", extra.method),
+            ("node_index", extra.node_index),
             ("origin", vm(Some(e.origin))),
             ("source", extra.source),
             ("source_id", extra.source_id),
@@ -325,7 +329,7 @@ impl NativeScheme {
 }
 
 /// A counter's value: its total when sent, else its delta to add.
-fn counter_value(delta: u64, total: Option<u64>) -> Value {
+pub(super) fn counter_value(delta: u64, total: Option<u64>) -> Value {
     match total {
         Some(total) => Value::Set(total as f64),
         None => Value::Add(delta as f64),
@@ -334,7 +338,9 @@ fn counter_value(delta: u64, total: Option<u64>) -> Value {
 
 /// A container metric's gauges: family, original name and value, if sent.
 /// All absent for any other payload.
-fn container_gauges(payload: &Payload<'_>) -> [(&'static str, &'static str, Option<f64>); 5] {
+pub(super) fn container_gauges(
+    payload: &Payload<'_>,
+) -> [(&'static str, &'static str, Option<f64>); 5] {
     let Payload::Container {
         cpu_percentage,
         memory_bytes,
@@ -382,6 +388,11 @@ pub(super) struct Exporter<'l> {
     pub(super) message_type: &'l str,
     pub(super) source: &'l str,
     pub(super) code: &'l str,
+    /// The compat scheme's container labels.
+    pub(super) application_id: &'l str,
+    pub(super) instance_index: &'l str,
+    /// The Go v7's label of the HTTP series.
+    pub(super) node_index: &'l str,
     /// Tags never made labels for this series (a request's URI, say).
     pub(super) skip_tags: &'l [&'l str],
 }

@@ -425,7 +425,7 @@ impl<T: Transport> Supervisor<T> {
             other => tracing::warn!(error = %other.describe(), "{name} connection lost"),
         }
         if slow {
-            self.telemetry.slow_consumer_alerts.inc();
+            self.telemetry.slow_consumer_alert();
             tracing::warn!("slow consumer: {}", slow_consumer::ADVICE);
         }
     }

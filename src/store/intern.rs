@@ -42,7 +42,8 @@ impl Ord for Text {
 }
 
 impl Text {
-    pub(super) fn new(text: &str) -> Self {
+    /// A string of its own, not interned.
+    pub fn new(text: &str) -> Self {
         Self(Arc::new(Box::from(text)))
     }
 

@@ -49,6 +49,7 @@ pub fn config_for(foundation: &Foundation, expiration: Duration) -> ExporterConf
         filters: Default::default(),
         drop_tags: Vec::new(),
         http_buckets: cf_firehose_exporter::naming::DEFAULT_HTTP_BUCKETS.to_vec(),
+        naming: Default::default(),
         max_series: 1_000_000,
         series_limits: Default::default(),
         listen_address: SocketAddr::from(([127, 0, 0, 1], 0)),
