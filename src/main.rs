@@ -144,6 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app::run(ExporterConfig::new(source, &cli.common)?, shutdown).await?;
         }
         Some(Command::Demo(args)) => {
+            naming_line(&args.common.naming);
             let demo =
                 demo::start_demo(&args.common, &args.workload, &args.faults, args.source).await?;
             let address = demo.exporter.address;

@@ -75,6 +75,19 @@ async fn a_v5_job_starts_streams_serves_https_and_names_what_has_no_effect() {
     for flag in ["--doppler.min-retry-delay", "--doppler.metric-expiration"] {
         assert!(!ignored[0].contains(flag), "{flag} in {}", ignored[0]);
     }
+    // Logs in logfmt, saying the names are native and how to get the old ones.
+    assert!(!started.json, "{:#?}", started.logged);
+    let naming: Vec<_> = started
+        .logged
+        .iter()
+        .filter(|l| l.contains("metric names are native"))
+        .collect();
+    assert_eq!(naming.len(), 1, "{:#?}", started.logged);
+    assert!(
+        naming[0].contains("--metrics.naming firehose_exporter"),
+        "{}",
+        naming[0]
+    );
 
     let delivered = common::eventually("a connection to the Traffic Controller", || async {
         let frame = common::hex(common::COUNTER_EVENT);
@@ -157,5 +170,71 @@ async fn a_v6_job_streams_from_the_gateway() {
         ignored[0].contains("flags=\"--metrics.cleanup-interval, --metrics.namespace\""),
         "{}",
         ignored[0]
+    );
+}
+
+/// A v6 job with `USE_LEGACY_FIREHOSE=true` reads the v1 Firehose at its
+/// `--logging.url`; with `--metrics.naming firehose_exporter` its
+/// dashboards find the names they query, and `--metrics.namespace` has its
+/// meaning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v6_job_on_the_legacy_firehose_streams_under_the_go_names() {
+    let foundation = Foundation::start_local()
+        .await
+        .expect("simulated foundation");
+    let started = common::binary::start(
+        uaa_job(&foundation)
+            .env("FIREHOSE_EXPORTER_LOGGING_URL", foundation.doppler_url())
+            .env("USE_LEGACY_FIREHOSE", "true")
+            .env("FIREHOSE_EXPORTER_METRICS_ENVIRONMENT", "staging")
+            .env("FIREHOSE_EXPORTER_METRICS_NAMING", "firehose_exporter"),
+    )
+    .await;
+    assert!(
+        foundation
+            .traffic_controller
+            .wait_for_connections(1, common::PATIENCE)
+            .await,
+        "the exporter reads the Firehose"
+    );
+    assert_eq!(foundation.gateway.connections(), 0);
+    let delivered = foundation
+        .traffic_controller
+        .publish(common::hex(common::COUNTER_EVENT), FrameKind::Metric)
+        .await;
+    assert_eq!(delivered, 1);
+    let url = format!("http://{}/metrics", started.address);
+    const NAME: &str = "firehose_counter_event_gorouter_requests_total{";
+    let body = common::eventually("the counter served", || async {
+        let body = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        body.contains(NAME).then_some(body)
+    })
+    .await;
+    let parsed = common::exposition::parse(&body).unwrap();
+    let env = [("environment", "staging")];
+    assert_eq!(
+        parsed.value("firehose_counter_event_gorouter_requests_total", &env),
+        Some(1234.0)
+    );
+    assert_eq!(
+        parsed.value("firehose_total_counter_events_received", &env),
+        Some(1.0)
+    );
+    // The native name is not served beside it.
+    assert!(parsed.find("requests_total", &[]).is_empty());
+    let ignored = started.without_effect();
+    assert_eq!(ignored.len(), 1, "{:?}", started.warnings);
+    assert!(
+        ignored[0].ends_with(" flags=--metrics.cleanup-interval"),
+        "{}",
+        ignored[0]
+    );
+    assert!(
+        started
+            .logged
+            .iter()
+            .any(|l| l.contains("metric names are the Go firehose_exporter's")),
+        "{:#?}",
+        started.logged
     );
 }

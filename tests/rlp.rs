@@ -266,19 +266,22 @@ async fn the_environment_of_a_v7_job_streams_from_the_rlp() {
             .env("FIREHOSE_EXPORTER_SKIP_SSL_VERIFY", "false")
             .env("FIREHOSE_EXPORTER_ENABLE_PROFILER", "false")
             .env("FIREHOSE_EXPORTER_LOG_LEVEL", "info")
-            .env("FIREHOSE_EXPORTER_LOG_IN_JSON", "false")
+            .env("FIREHOSE_EXPORTER_LOG_IN_JSON", "true")
             .env("FIREHOSE_EXPORTER_WEB_TELEMETRY_PATH", "/metrics")
             // Not the job's :9186, so that tests run side by side.
             .env("FIREHOSE_EXPORTER_WEB_LISTEN_ADDRESS", "127.0.0.1:0"),
     )
     .await;
     let address = &started.address;
+    // FIREHOSE_EXPORTER_LOG_IN_JSON=true: every line is a JSON object.
+    assert!(started.json, "{:#?}", started.logged);
+    assert!(started.logged.len() >= 3, "{:#?}", started.logged);
     let ignored = started.without_effect();
     // Named once, the given flags without effect and no other.
     assert_eq!(ignored.len(), 1, "{ignored:?}");
     assert!(
         ignored[0].contains(
-            "flags=\"--metrics.batch_size, --metrics.timer_rollup_buffer_size, \
+            "\"flags\":\"--metrics.batch_size, --metrics.timer_rollup_buffer_size, \
              --metrics.namespace, --metrics.node_index\""
         ),
         "{}",

@@ -22,6 +22,10 @@ pub struct Started {
     pub address: String,
     /// The lines it logged with `level=warn` before it said so.
     pub warnings: Vec<String>,
+    /// Every line it logged before it said so.
+    pub logged: Vec<String>,
+    /// Whether every one of those lines was a JSON object.
+    pub json: bool,
 }
 
 impl Started {
@@ -34,6 +38,26 @@ impl Started {
     }
 }
 
+/// A log line's level and message, and the address it names, in logfmt or
+/// JSON.
+fn read_line(line: &str) -> (bool, Option<String>) {
+    const SERVING: &str = "msg=\"serving metrics\" address=";
+    if let Ok(serde_json::Value::Object(object)) = serde_json::from_str(line) {
+        let warn = object.get("level").and_then(|l| l.as_str()) == Some("WARN");
+        let fields = object.get("fields");
+        let field = |name: &str| fields.and_then(|f| f.get(name)).and_then(|v| v.as_str());
+        let address = (field("message") == Some("serving metrics"))
+            .then(|| field("address").map(str::to_owned))
+            .flatten();
+        return (warn, address);
+    }
+    let address = line.find(SERVING).and_then(|at| {
+        let rest = &line[at + SERVING.len()..];
+        rest.split_whitespace().next().map(str::to_owned)
+    });
+    (line.contains("level=warn"), address)
+}
+
 /// Starts `command` and reads its standard error until it says where it
 /// serves; what it logs after is read and dropped.
 pub async fn start(command: &mut Command) -> Started {
@@ -43,16 +67,16 @@ pub async fn start(command: &mut Command) -> Started {
         .spawn()
         .expect("the exporter starts");
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut warnings = Vec::new();
-    const SERVING: &str = "msg=\"serving metrics\" address=";
+    let (mut warnings, mut logged) = (Vec::new(), Vec::new());
     let address = tokio::time::timeout(super::PATIENCE, async {
         while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("level=warn") {
+            let (warn, address) = read_line(&line);
+            if warn {
                 warnings.push(line.clone());
             }
-            if let Some(at) = line.find(SERVING) {
-                let rest = &line[at + SERVING.len()..];
-                return rest.split_whitespace().next().map(str::to_owned);
+            logged.push(line);
+            if address.is_some() {
+                return address;
             }
         }
         None
@@ -62,9 +86,14 @@ pub async fn start(command: &mut Command) -> Started {
     .flatten()
     .expect("the exporter says where it serves");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let json = logged
+        .iter()
+        .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v.is_object()));
     Started {
         child,
         address,
         warnings,
+        logged,
+        json,
     }
 }
