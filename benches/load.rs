@@ -15,6 +15,7 @@
 //! cargo bench --bench load -- --runs 5 --seconds 10    # median of five runs
 //! cargo bench --bench load -- --source gateway --rate 100000  # the RLP gateway
 //! cargo bench --bench load -- --source rlp --rate 200000 --seconds 60  # the RLP, gRPC
+//! cargo bench --bench load -- --naming firehose_exporter   # the Go exporter's names
 //! ```
 //!
 //! With `--runs N`, each run starts both processes afresh, and the summary
@@ -36,6 +37,8 @@ struct Options {
     runs: u64,
     /// The transport the exporter reads: firehose, gateway or rlp.
     source: String,
+    /// The naming scheme: native or firehose_exporter.
+    naming: String,
 }
 
 impl Options {
@@ -49,6 +52,7 @@ impl Options {
             warmup: 5,
             runs: 1,
             source: "firehose".into(),
+            naming: "native".into(),
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -73,13 +77,20 @@ impl Options {
                         .unwrap_or_else(|| panic!("--source takes firehose, gateway or rlp"))
                         .clone();
                 }
+                "--naming" => {
+                    o.naming = args
+                        .get(i + 1)
+                        .filter(|s| matches!(s.as_str(), "native" | "firehose_exporter"))
+                        .unwrap_or_else(|| panic!("--naming takes native or firehose_exporter"))
+                        .clone();
+                }
                 // Flags cargo passes to every bench.
                 "--bench" => {
                     i += 1;
                     continue;
                 }
                 other => panic!(
-                    "unknown option {other}; options: --rate --seconds --connections --cells --apps --warmup --runs --source"
+                    "unknown option {other}; options: --rate --seconds --connections --cells --apps --warmup --runs --source --naming"
                 ),
             }
             i += 2;
@@ -275,6 +286,7 @@ fn run(o: &Options) -> Run {
             .args(["--log.level", "warn"])
             .args(&transport)
             .args(["--doppler.connections", &o.connections.to_string()])
+            .args(["--metrics.naming", &o.naming])
             .args(["--web.listen-address", &format!("127.0.0.1:{web}")])
             .spawn()
             .expect("the exporter starts"),
