@@ -312,6 +312,88 @@ mod tests {
         assert_eq!(err, "--uaa.url: required (or FIREHOSE_EXPORTER_UAA_URL)");
     }
 
+    /// Every flag of each generation of the Go exporter parses, as its
+    /// jobs pass them, with kingpin's `--no-` forms, `--help` and `--version`.
+    #[test]
+    fn every_go_flag_of_every_generation_parses() {
+        let web = [
+            "--web.listen-address=:9186",
+            "--web.telemetry-path=/metrics",
+            "--web.auth.username=u",
+            "--web.auth.password=p",
+            "--web.tls.cert_file=/var/vcap/jobs/x/cert.pem",
+            "--web.tls.key_file=/var/vcap/jobs/x/key.pem",
+            "--skip-ssl-verify",
+            "--log.level=info",
+            "--filter.deployments=",
+            "--filter.events=",
+            "--metrics.namespace=firehose",
+            "--metrics.environment=prod",
+        ];
+        let uaa = [
+            "--uaa.url=https://uaa",
+            "--uaa.client-id=c",
+            "--uaa.client-secret=s",
+            "--doppler.subscription-id=prometheus",
+            "--doppler.idle-timeout=0",
+            "--doppler.min-retry-delay=0",
+            "--doppler.max-retry-delay=0",
+            "--doppler.max-retry-count=0",
+            "--doppler.metric-expiration=5m",
+            "--metrics.cleanup-interval=2m",
+            "--log.format=logger:stderr",
+        ];
+        let v5: Vec<&str> = [&web[..], &uaa, &["--doppler.url=wss://tc"]].concat();
+        let v6: Vec<&str> = [
+            &web[..],
+            &uaa,
+            &[
+                "--logging.url=https://log-stream",
+                "--logging.use-legacy-firehose",
+                "--no-logging.use-legacy-firehose",
+            ],
+        ]
+        .concat();
+        let v7: Vec<&str> = [
+            &web[..],
+            &[
+                "--logging.url=rlp:8082",
+                "--logging.tls.ca=/ca.pem",
+                "--logging.tls.cert=/cert.pem",
+                "--logging.tls.key=/key.pem",
+                "--metrics.expiration=10m",
+                "--metrics.batch_size=-1",
+                "--metrics.shard_id=firehose_exporter",
+                "--metrics.node_index=0",
+                "--metrics.timer_rollup_buffer_size=16384",
+                "--retro_compat.disable",
+                "--no-retro_compat.disable",
+                "--retro_compat.enable_delta",
+                "--no-retro_compat.enable_delta",
+                "--profiler.enable",
+                "--no-profiler.enable",
+                "--no-skip-ssl-verify",
+                "--log.in_json",
+                "--no-log.in_json",
+            ],
+        ]
+        .concat();
+        for (generation, flags) in [("v5", v5), ("v6", v6), ("v7", v7)] {
+            if let Err(error) = parse(&flags) {
+                panic!("{generation}: {error}");
+            }
+        }
+        use clap::error::ErrorKind;
+        assert_eq!(
+            parse(&["--version"]).unwrap_err().kind(),
+            ErrorKind::DisplayVersion
+        );
+        assert_eq!(
+            parse(&["--help"]).unwrap_err().kind(),
+            ErrorKind::DisplayHelp
+        );
+    }
+
     /// The transport follows --source, else the URL flags, as each
     /// generation of the Go exporter set them.
     #[test]
