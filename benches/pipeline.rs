@@ -14,6 +14,7 @@ use cf_firehose_exporter::exposition::{Exposition, Format};
 use cf_firehose_exporter::ingest::Ingest;
 use cf_firehose_exporter::naming::native::NativeScheme;
 use cf_firehose_exporter::naming::{MetricKind, SeriesUpdate, Value};
+use cf_firehose_exporter::naming::{Naming, Scheme};
 use cf_firehose_exporter::sim::args::WorkloadArgs;
 use cf_firehose_exporter::sim::v2::{batch_json, to_v2};
 use cf_firehose_exporter::sim::workload::Workload;
@@ -161,36 +162,60 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
-/// Ingestion into an empty store, under the native scheme.
-fn fresh_ingest() -> Ingest {
+/// Ingestion into an empty store, under the native scheme as the exporter
+/// runs it.
+fn fresh_ingest() -> Ingest<Scheme> {
+    fresh_ingest_with(&Naming::Native)
+}
+
+/// Ingestion into an empty store, under the Go exporter's names.
+fn fresh_compat_ingest() -> Ingest<Scheme> {
+    fresh_ingest_with(&Naming::Compat {
+        namespace: "firehose".into(),
+        delta: false,
+        node_index: "0".into(),
+    })
+}
+
+fn fresh_ingest_with(naming: &Naming) -> Ingest<Scheme> {
     let telemetry = Telemetry::new();
     let store = Arc::new(SeriesStore::new(
         Duration::from_secs(600),
         telemetry.clone(),
     ));
-    Ingest::new(NativeScheme::default(), store, telemetry)
+    Ingest::new(naming.scheme(NativeScheme::default()), store, telemetry)
 }
 
 fn ingest(c: &mut Criterion) {
     let round = workload_round();
     let mut group = c.benchmark_group("ingest");
     group.throughput(Throughput::Elements(round.len() as u64));
-    group.bench_function("existing_series", |b| {
-        let mut ingest = fresh_ingest();
-        ingest.batch(&round);
-        b.iter(|| ingest.batch(&round));
-    });
-    group.bench_function("new_series", |b| {
-        b.iter_batched(
-            fresh_ingest,
-            // Returned, so that dropping the store is not measured.
-            |mut ingest| {
-                ingest.batch(&round);
-                ingest
-            },
-            criterion::BatchSize::LargeInput,
-        );
-    });
+    for (name, fresh) in [
+        ("existing_series", fresh_ingest as fn() -> Ingest<Scheme>),
+        ("existing_series_compat", fresh_compat_ingest),
+    ] {
+        group.bench_function(name, |b| {
+            let mut ingest = fresh();
+            ingest.batch(&round);
+            b.iter(|| ingest.batch(&round));
+        });
+    }
+    for (name, fresh) in [
+        ("new_series", fresh_ingest as fn() -> Ingest<Scheme>),
+        ("new_series_compat", fresh_compat_ingest),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                fresh,
+                // Returned, so that dropping the store is not measured.
+                |mut ingest| {
+                    ingest.batch(&round);
+                    ingest
+                },
+                criterion::BatchSize::LargeInput,
+            );
+        });
+    }
     for (name, wire, (batches, envelopes)) in [
         ("rlp_existing_series", Wire::V2Proto, rlp_round()),
         ("gateway_existing_series", Wire::V2Json, gateway_round()),

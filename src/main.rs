@@ -139,14 +139,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "flags of the Go firehose_exporter accepted without effect"
                 );
             }
-            naming_line(&cli.common.naming);
             let source = cli.source.resolve()?;
-            app::run(ExporterConfig::new(source, &cli.common)?, shutdown).await?;
+            let config = ExporterConfig::new(source, &cli.common)?;
+            naming_line(&cli.common.naming);
+            app::run(config, shutdown).await?;
         }
         Some(Command::Demo(args)) => {
-            naming_line(&args.common.naming);
             let demo =
                 demo::start_demo(&args.common, &args.workload, &args.faults, args.source).await?;
+            naming_line(&args.common.naming);
             let address = demo.exporter.address;
             let host = if address.ip().is_unspecified() {
                 "localhost".to_owned()
