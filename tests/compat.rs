@@ -9,14 +9,13 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use cf_firehose_exporter::app::{Exporter, ExporterConfig};
+use cf_firehose_exporter::app::ExporterConfig;
 use cf_firehose_exporter::envelope::events::{
     self, ContainerMetric, CounterEvent, Envelope, HttpStartStop, LogMessage, ValueMetric,
 };
 use cf_firehose_exporter::ingest::filter::Filters;
 use cf_firehose_exporter::naming::Naming;
 use cf_firehose_exporter::sim::Foundation;
-use cf_firehose_exporter::sim::v2::to_v2;
 use cf_firehose_exporter::sim::workload::uuid;
 use common::Harness;
 use common::exposition::Exposition;
@@ -309,20 +308,7 @@ async fn the_rlp_gives_the_same_compat_series_as_the_firehose() {
     let foundation = Foundation::start_local()
         .await
         .expect("simulated foundation");
-    let mut config = compat(common::rlp_config(&foundation));
-    if let cf_firehose_exporter::source::Endpoint::Rlp(rlp) = &mut config.source.endpoint {
-        rlp.logs = true;
-    }
-    let exporter = Exporter::start(config).await.unwrap();
-    assert!(
-        foundation
-            .rlp
-            .wait_for_connections(1, common::PATIENCE)
-            .await
-    );
-    let batch: Vec<_> = sent().iter().filter_map(to_v2).collect();
-    assert_eq!(batch.len(), sent().len());
-    assert_eq!(foundation.rlp.publish(&batch).await, 1);
+    let exporter = common::rlp_exporter_sent(&foundation, compat, &sent()).await;
     let rlp = common::eventually("everything counted", || async {
         let body = common::scrape(&exporter).await;
         let parsed = common::exposition::parse(&body).unwrap();

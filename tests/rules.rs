@@ -1,19 +1,14 @@
 //! The rule files under `alerts/`, checked by Prometheus' own `promtool`
 //! (`check rules`, and `test rules` on `alerts/tests/`); the recording rules
 //! that publish native series under the Go exporter's names agree with the
-//! compat scheme's `norm()`; and a compat scrape parses under `promtool check
-//! metrics`.
+//! compat scheme's `norm()`.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cf_firehose_exporter::cli::CommonArgs;
-use cf_firehose_exporter::cli::naming::NamingKind;
 use cf_firehose_exporter::naming::compat::norm;
-use cf_firehose_exporter::sim::args::WorkloadArgs;
-use cf_firehose_exporter::sim::demo::start_demo;
 
 fn files(dir: &str, suffix: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
@@ -93,57 +88,4 @@ fn the_recorded_names_are_the_compat_schemes() {
         checked += 1;
     }
     assert!(checked >= 40, "{checked} rules checked");
-}
-
-#[tokio::test]
-async fn a_compat_scrape_parses_under_promtool() {
-    if common::required_tool("promtool", "CF_FIREHOSE_EXPORTER_REQUIRE_PROMTOOL").is_none() {
-        return;
-    }
-    let mut common = CommonArgs {
-        environment: Some("test".into()),
-        listen_address: "127.0.0.1:0".parse().unwrap(),
-        ..CommonArgs::default()
-    };
-    common.naming.naming = NamingKind::FirehoseExporter;
-    let workload = WorkloadArgs {
-        rate: 5000,
-        cells: 3,
-        apps: 10,
-        seed: 3,
-    };
-    let demo = start_demo(&common, &workload, &Default::default(), Default::default())
-        .await
-        .expect("demo starts");
-    let url = format!("http://{}/metrics", demo.exporter.address);
-    let body = common::eventually("a full round of the workload", || async {
-        let body = reqwest::get(&url).await.ok()?.text().await.ok()?;
-        let parsed = common::exposition::parse(&body).ok()?;
-        (parsed
-            .find("firehose_container_metric_cpu_percentage", &[])
-            .len()
-            > 5
-            && !parsed
-                .find("firehose_value_metric_rep_capacity_remaining_memory", &[])
-                .is_empty()
-            && !parsed.find("firehose_http_total", &[]).is_empty())
-        .then_some(body)
-    })
-    .await;
-    let (code, report) = common::promtool_check_metrics(&body).expect("promtool found before");
-    // 0: clean; 3: lint problems only (the Go names keep their _total
-    // gauges). Anything else is a parse failure.
-    assert!(
-        matches!(code, Some(0) | Some(3)),
-        "promtool failed:\n{report}"
-    );
-    // Names are the Go exporter's, lints and all; the exporter's own are not linted.
-    for line in report.lines() {
-        let (name, message) = line.split_once(' ').unwrap_or((line, ""));
-        assert!(!name.starts_with("cf_firehose_exporter_"), "{line}");
-        assert!(
-            message.contains("should not") || message.contains("should be written"),
-            "not a naming lint: {line}"
-        );
-    }
 }

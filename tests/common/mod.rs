@@ -60,6 +60,33 @@ pub fn config_for(foundation: &Foundation, expiration: Duration) -> ExporterConf
     }
 }
 
+/// Starts an exporter on the RLP of `foundation` that also asks for logs,
+/// with `tweak` applied to its settings, and sends it the v2 form of
+/// `envelopes` once it has subscribed.
+#[allow(dead_code)]
+pub async fn rlp_exporter_sent(
+    foundation: &Foundation,
+    tweak: impl FnOnce(ExporterConfig) -> ExporterConfig,
+    envelopes: &[Envelope],
+) -> Exporter {
+    let mut config = tweak(rlp_config(foundation));
+    if let cf_firehose_exporter::source::Endpoint::Rlp(rlp) = &mut config.source.endpoint {
+        rlp.logs = true;
+    }
+    let exporter = Exporter::start(config).await.expect("exporter starts");
+    assert!(
+        foundation.rlp.wait_for_connections(1, PATIENCE).await,
+        "the exporter never subscribed"
+    );
+    let batch: Vec<_> = envelopes
+        .iter()
+        .filter_map(cf_firehose_exporter::sim::v2::to_v2)
+        .collect();
+    assert_eq!(batch.len(), envelopes.len(), "every envelope has a v2 form");
+    assert_eq!(foundation.rlp.publish(&batch).await, 1);
+    exporter
+}
+
 /// Exporter settings reading the RLP of `foundation` with its client
 /// certificate, on the shard `test`.
 pub fn rlp_config(foundation: &Foundation) -> ExporterConfig {
