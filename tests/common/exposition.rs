@@ -35,6 +35,26 @@ impl Exposition {
             .collect()
     }
 
+    /// Asserts that the samples `keep` selects are the same, labels and
+    /// values, in `self` (from the RLP) and in `firehose`; returns how many.
+    pub fn assert_same_as(&self, firehose: &Exposition, keep: impl Fn(&Sample) -> bool) -> usize {
+        let set = |p: &Exposition| -> std::collections::BTreeSet<String> {
+            p.samples
+                .iter()
+                .filter(|s| keep(s))
+                .map(|s| format!("{} {:?} {}", s.name, s.labels, s.value))
+                .collect()
+        };
+        let (rlp, firehose) = (set(self), set(firehose));
+        let only_rlp: Vec<_> = rlp.difference(&firehose).collect();
+        let only_firehose: Vec<_> = firehose.difference(&rlp).collect();
+        assert!(
+            only_rlp.is_empty() && only_firehose.is_empty(),
+            "only from the RLP: {only_rlp:#?}\nonly from the Firehose: {only_firehose:#?}"
+        );
+        rlp.len()
+    }
+
     /// The value of the one sample matching, panicking with the body's names otherwise.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let found = self.find(name, labels);
