@@ -247,13 +247,9 @@ impl Exporter {
                     supervisor.with_index(index).run(shutdown.clone()).boxed()
                 }
                 Endpoint::Gateway(url) => {
-                    let transport = GatewaySource::new(
-                        url.clone(),
-                        token_source()?,
-                        config.source.skip_ssl_verify,
-                        config.source.idle_timeout,
-                    )
-                    .map_err(StartError::GatewayClient)?;
+                    let transport =
+                        GatewaySource::new(url.clone(), token_source()?, &config.source)
+                            .map_err(StartError::GatewayClient)?;
                     let supervisor =
                         Supervisor::new(transport, retry, frames, telemetry.clone(), state);
                     supervisor.with_index(index).run(shutdown.clone()).boxed()

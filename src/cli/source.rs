@@ -50,6 +50,21 @@ pub struct SourceArgs {
         conflicts_with = "uaa_client_secret"
     )]
     pub uaa_client_secret_file: Option<std::path::PathBuf>,
+    /// CA certificates (PEM) to trust for UAA, beside the system's.
+    #[arg(
+        long = "uaa.ca-file",
+        env = "FIREHOSE_EXPORTER_UAA_CA_FILE",
+        value_name = "PATH"
+    )]
+    pub uaa_ca_file: Option<std::path::PathBuf>,
+    /// CA certificates (PEM) to trust for the Traffic Controller and the RLP gateway, beside
+    /// the system's.
+    #[arg(
+        long = "doppler.ca-file",
+        env = "FIREHOSE_EXPORTER_DOPPLER_CA_FILE",
+        value_name = "PATH"
+    )]
+    pub doppler_ca_file: Option<std::path::PathBuf>,
     /// Traffic Controller URL: wss:// or https:// (TLS), ws:// or http:// (plain).
     #[arg(
         long = "doppler.url",
@@ -334,6 +349,10 @@ impl SourceArgs {
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             max_frame_size: self.max_frame_size,
             skip_ssl_verify: self.skip_ssl_verify,
+            doppler_ca: match &self.doppler_ca_file {
+                Some(path) => crate::source::tls::read_certificates("--doppler.ca-file", path)?,
+                None => Vec::new(),
+            },
         })
     }
 
@@ -377,6 +396,10 @@ impl SourceArgs {
             client_id,
             client_secret,
             timeout: self.uaa_timeout,
+            ca: match &self.uaa_ca_file {
+                Some(path) => crate::source::tls::read_certificates("--uaa.ca-file", path)?,
+                None => Vec::new(),
+            },
         })
     }
 

@@ -70,6 +70,8 @@ pub struct UaaConfig {
     pub client_secret: Secret,
     /// Time allowed for one token request.
     pub timeout: Duration,
+    /// CA certificates trusted for UAA beside the system's (`--uaa.ca-file`).
+    pub ca: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 /// Checked settings of the source.
@@ -95,6 +97,9 @@ pub struct SourceConfig {
     pub max_frame_size: usize,
     /// Skip TLS verification.
     pub skip_ssl_verify: bool,
+    /// CA certificates trusted for the Traffic Controller and the RLP
+    /// gateway beside the system's (`--doppler.ca-file`).
+    pub doppler_ca: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl SourceConfig {

@@ -61,7 +61,10 @@ impl FirehoseSource {
         telemetry: Telemetry,
     ) -> Result<Self, rustls::Error> {
         let connector = match url.scheme() {
-            "wss" => Connector::Rustls(tls::client_config(config.skip_ssl_verify)?),
+            "wss" => Connector::Rustls(tls::client_config(
+                config.skip_ssl_verify,
+                &config.doppler_ca,
+            )?),
             _ => Connector::Plain,
         };
         Ok(Self {

@@ -77,15 +77,18 @@ impl GatewaySource {
     pub fn new(
         url: Url,
         tokens: Arc<TokenSource>,
-        skip_ssl_verify: bool,
-        idle_timeout: Option<Duration>,
+        config: &crate::source::SourceConfig,
     ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .connect_timeout(HANDSHAKE_TIMEOUT)
             // A redirect is an answer to report, not a place to send the token.
             .redirect(reqwest::redirect::Policy::none())
-            .danger_accept_invalid_certs(skip_ssl_verify)
-            .build()?;
+            .danger_accept_invalid_certs(config.skip_ssl_verify);
+        for cert in &config.doppler_ca {
+            client = client.add_root_certificate(reqwest::Certificate::from_der(cert)?);
+        }
+        let client = client.build()?;
+        let idle_timeout = config.idle_timeout;
         Ok(Self {
             url,
             tokens,

@@ -15,8 +15,31 @@ use rustls::crypto::{CryptoProvider, ring};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-/// A client config with the system roots, or accepting any certificate.
-pub fn client_config(skip_verify: bool) -> Result<Arc<ClientConfig>, rustls::Error> {
+/// The certificates of a PEM file given by `flag`: at least one, or an
+/// error naming the flag, the path and the cause.
+pub fn read_certificates(
+    flag: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let fail = |cause: &dyn std::fmt::Display| {
+        ConfigError::new(flag, format!("{}: {cause}", path.display()))
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| fail(&e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(&e))?;
+    if certs.is_empty() {
+        return Err(fail(&"no PEM certificate in the file"));
+    }
+    Ok(certs)
+}
+
+/// A client config with the system roots and `extra` ones, or accepting
+/// any certificate.
+pub fn client_config(
+    skip_verify: bool,
+    extra: &[CertificateDer<'static>],
+) -> Result<Arc<ClientConfig>, rustls::Error> {
     let provider = Arc::new(ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
@@ -32,7 +55,8 @@ pub fn client_config(skip_verify: bool) -> Result<Arc<ClientConfig>, rustls::Err
             tracing::debug!(%error, "could not load a system root certificate");
         }
         let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-        if added == 0 {
+        let (extra_added, _ignored) = roots.add_parsable_certificates(extra.iter().cloned());
+        if added + extra_added == 0 {
             tracing::warn!(
                 "no system root certificates found: TLS connections will fail to verify"
             );
@@ -64,17 +88,7 @@ pub fn mutual_tls_config(
     let fail = |flag: &'static str, path: &Path, cause: &dyn std::fmt::Display| {
         ConfigError::new(flag, format!("{}: {cause}", path.display()))
     };
-    let certificates = |flag: &'static str, path: &Path| {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| fail(flag, path, &e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| fail(flag, path, &e))?;
-        if certs.is_empty() {
-            return Err(fail(flag, path, &"no PEM certificate in the file"));
-        }
-        Ok(certs)
-    };
-    let chain = certificates("--logging.tls.cert", &files.cert)?;
+    let chain = read_certificates("--logging.tls.cert", &files.cert)?;
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| fail("--logging.tls.key", &files.key, &e))?;
     let provider = Arc::new(ring::default_provider());
@@ -87,7 +101,7 @@ pub fn mutual_tls_config(
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider))),
         (Some(ca), false) => {
             let mut roots = RootCertStore::empty();
-            for cert in certificates("--logging.tls.ca", ca)? {
+            for cert in read_certificates("--logging.tls.ca", ca)? {
                 roots
                     .add(cert)
                     .map_err(|e| fail("--logging.tls.ca", ca, &e))?;

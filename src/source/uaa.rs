@@ -96,14 +96,20 @@ impl TokenSource {
             .into_iter()
             .filter(|s| s.len() >= 4)
             .collect();
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             // Following redirects would hand the credentials to another host.
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             // A token is fetched every few hours at most: a pooled connection
             // would only be a stale one by then.
             .pool_max_idle_per_host(0)
-            .danger_accept_invalid_certs(skip_ssl_verify)
+            .danger_accept_invalid_certs(skip_ssl_verify);
+        for cert in &config.ca {
+            let cert = reqwest::Certificate::from_der(cert)
+                .map_err(|e| UaaError::Unreachable(format!("--uaa.ca-file: {e}")))?;
+            http = http.add_root_certificate(cert);
+        }
+        let http = http
             .build()
             .map_err(|e| UaaError::Unreachable(e.to_string()))?;
         Ok(Self {
