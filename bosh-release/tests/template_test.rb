@@ -160,8 +160,10 @@ class TemplateTest < Minitest::Test
     assert_empty undeclared, "read by a template but not in the spec"
     unread = JOB.properties.keys - read.to_a
     assert_empty unread, "declared in the spec but read by no template"
+    readme = File.read(File.join(RELEASE, "README.md"))
     JOB.properties.each do |name, property|
       assert property["description"].to_s.strip != "", "#{name} has a description"
+      assert readme.include?("| `#{name}` |"), "#{name} is in README.md's table"
     end
   end
 
