@@ -163,6 +163,7 @@ class TemplateTest < Minitest::Test
     readme = File.read(File.join(RELEASE, "README.md"))
     JOB.properties.each do |name, property|
       assert property["description"].to_s.strip != "", "#{name} has a description"
+      assert property.key?("default") || property["description"].start_with?("Required"), "#{name} has a default or is marked required"
       assert readme.include?("| `#{name}` |"), "#{name} is in README.md's table"
     end
   end
