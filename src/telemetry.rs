@@ -16,6 +16,23 @@ pub fn unix_now() -> f64 {
         .as_secs_f64()
 }
 
+/// The reasons of `envelopes_dropped_total`.
+pub const DROP_REASONS: [&str; 4] = [
+    "frame_too_large",
+    "missing_field",
+    "queue_full",
+    "unknown_event_type",
+];
+
+/// The reasons of `series_rejected_total`.
+pub const REJECT_REASONS: [&str; 5] = [
+    "cap",
+    "conflict",
+    "label_value_too_long",
+    "name_too_long",
+    "too_many_labels",
+];
+
 /// Prefix of every self metric; relayed metrics may not use it.
 pub const PREFIX: &str = "cf_firehose_exporter_";
 
@@ -163,12 +180,20 @@ impl KindStats {
 }
 
 impl Telemetry {
-    /// Fresh metrics, with `build_info` set.
+    /// Fresh metrics, with `build_info` set and every reason a drop or a
+    /// rejection can have at 0, so that rules and panels reading them have
+    /// series before the first one happens.
     pub fn new() -> Self {
         let t = Self::default();
         t.build_info
             .get_or_create(&[("version", env!("CARGO_PKG_VERSION").to_owned())])
             .set(1);
+        for reason in DROP_REASONS {
+            t.envelopes_dropped(reason);
+        }
+        for reason in REJECT_REASONS {
+            t.series_rejected(reason);
+        }
         t
     }
 

@@ -7,9 +7,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use cf_firehose_exporter::app::Exporter;
@@ -19,32 +17,11 @@ use cf_firehose_exporter::sim::Foundation;
 use cf_firehose_exporter::sim::traffic_controller::FrameKind;
 use common::{CONTAINER_METRIC, hex};
 use prost::Message;
-use serde_json::Value;
+
+use common::prometheus::{get_json, start_prometheus, targets_up, urlencode};
 
 fn prometheus() -> Option<&'static str> {
-    common::required_tool("prometheus", "CF_FIREHOSE_EXPORTER_REQUIRE_PROMETHEUS")
-}
-
-/// Stops Prometheus and removes its files when the test ends, however it ends.
-struct Running {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    common::prometheus::binary()
 }
 
 async fn exporter(foundation: &Foundation, subscription: &str, openmetrics: bool) -> Exporter {
@@ -62,73 +39,12 @@ async fn exporter(foundation: &Foundation, subscription: &str, openmetrics: bool
     Exporter::start(config).await.expect("exporter starts")
 }
 
-async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
-    let response = client.get(url).send().await.ok()?;
-    serde_json::from_str(&response.text().await.ok()?).ok()
-}
-
-/// Starts Prometheus on a free port with `config`, storing in `dir`.
-fn start_prometheus(
-    binary: &str,
-    dir: &std::path::Path,
-    config: &std::path::Path,
-) -> (Running, String) {
-    let port = free_port();
-    let child = Command::new(binary)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus starts");
-    let running = Running {
-        child,
-        dir: dir.to_owned(),
-    };
-    (running, format!("http://127.0.0.1:{port}"))
-}
-
-/// Waits until `count` targets are up, each scraped at least once.
-async fn targets_up(client: &reqwest::Client, base: &str, count: usize) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut last = Value::Null;
-    loop {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "targets never came up: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let Some(json) = get_json(client, &format!("{base}/api/v1/targets")).await else {
-            continue;
-        };
-        let Some(active) = json["data"]["activeTargets"].as_array().cloned() else {
-            continue;
-        };
-        last = Value::Array(active.clone());
-        if active.len() == count
-            && active
-                .iter()
-                .all(|t| t["health"] == "up" && t["lastScrape"] != "0001-01-01T00:00:00Z")
-        {
-            return active;
-        }
-    }
-}
-
 /// The one value a PromQL query returns, as Prometheus writes it.
 async fn query(client: &reqwest::Client, base: &str, promql: &str) -> Option<String> {
     let url = format!("{base}/api/v1/query?query={}", urlencode(promql));
     let json = get_json(client, &url).await?;
     let result = json["data"]["result"].as_array()?;
     (result.len() == 1).then(|| result[0]["value"][1].as_str().map(str::to_owned))?
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,8 @@
 pub mod binary;
 pub mod exposition;
 pub mod pki;
+#[allow(dead_code)]
+pub mod prometheus;
 
 use std::future::Future;
 use std::net::SocketAddr;
