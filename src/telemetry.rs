@@ -379,3 +379,25 @@ impl Telemetry {
             .clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rules and panels read drops and rejections before the first one.
+    #[test]
+    fn every_drop_and_rejection_reason_is_exposed_from_the_start() {
+        let mut registry = Registry::default();
+        Telemetry::new().register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for reason in DROP_REASONS {
+            let line = format!("{PREFIX}envelopes_dropped_total{{reason=\"{reason}\"}} 0");
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
+        for reason in REJECT_REASONS {
+            let line = format!("{PREFIX}series_rejected_total{{reason=\"{reason}\"}} 0");
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
+    }
+}

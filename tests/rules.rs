@@ -89,3 +89,37 @@ fn the_recorded_names_are_the_compat_schemes() {
     }
     assert!(checked >= 40, "{checked} rules checked");
 }
+
+/// Every alert of every rule file has a promtool test where it fires and
+/// one where it stays quiet.
+#[test]
+fn every_alert_is_tested_firing_and_quiet() {
+    let mut alerts = Vec::new();
+    for file in files("alerts", ".rules.yml") {
+        let text = std::fs::read_to_string(&file).unwrap();
+        alerts.extend(
+            text.lines()
+                .filter_map(|l| l.trim().strip_prefix("- alert: "))
+                .map(str::to_owned),
+        );
+    }
+    assert!(alerts.len() >= 12, "{alerts:?}");
+    let tests: String = files("alerts/tests", ".test.yml")
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let lines: Vec<&str> = tests.lines().map(str::trim).collect();
+    for alert in alerts {
+        let (mut quiet, mut firing) = (false, false);
+        for pair in lines.windows(2) {
+            if pair[0] == format!("alertname: {alert}") {
+                match pair[1] {
+                    "exp_alerts: []" => quiet = true,
+                    "exp_alerts:" => firing = true,
+                    _ => {}
+                }
+            }
+        }
+        assert!(quiet && firing, "{alert}: tested quiet {quiet}, firing {firing}");
+    }
+}
