@@ -120,6 +120,9 @@ fn every_alert_is_tested_firing_and_quiet() {
                 }
             }
         }
-        assert!(quiet && firing, "{alert}: tested quiet {quiet}, firing {firing}");
+        assert!(
+            quiet && firing,
+            "{alert}: tested quiet {quiet}, firing {firing}"
+        );
     }
 }
