@@ -420,13 +420,36 @@ fn metric_names_are_found_in_expressions() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_panel_rule_and_alert_returns_data_from_a_real_prometheus() {
-    let Some(binary) = common::prometheus::binary() else {
-        return;
-    };
+/// The demo foundation and exporter, scraped by a real Prometheus with every
+/// rule file loaded; `None` where Prometheus is not installed.
+struct Observed {
+    demo: Demo,
+    _prometheus: common::prometheus::Running,
+    base: String,
+    client: reqwest::Client,
+}
+
+async fn observed(name: &str) -> Option<Observed> {
+    let binary = common::prometheus::binary()?;
     let demo = demo().await;
     let exporter = demo.exporter.address.to_string();
+    let (prometheus, base) = prometheus_for(binary, &exporter, name);
+    let client = reqwest::Client::new();
+    targets_up(&client, &base, 1).await;
+    Some(Observed {
+        demo,
+        _prometheus: prometheus,
+        base,
+        client,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_panel_rule_and_alert_returns_data_from_a_real_prometheus() {
+    let Some(observed) = observed("dashboards").await else {
+        return;
+    };
+    let (demo, base, client) = (&observed.demo, &observed.base, &observed.client);
     let foundation = demo.simulation.foundation.clone();
     // Logs of every app of the workload, with the tags of its container
     // metrics, twice a second for as long as the test runs.
@@ -470,9 +493,6 @@ async fn every_panel_rule_and_alert_returns_data_from_a_real_prometheus() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     });
-    let (_running, base) = prometheus_for(binary, &exporter, "dashboards");
-    let client = reqwest::Client::new();
-    targets_up(&client, &base, 1).await;
     let patience = Duration::from_secs(30);
 
     let mut failures = Vec::new();
@@ -503,8 +523,8 @@ async fn every_panel_rule_and_alert_returns_data_from_a_real_prometheus() {
                 .unwrap();
             let (selector, label) = inner.rsplit_once(',').unwrap();
             let found = samples(
-                &client,
-                &base,
+                client,
+                base,
                 &format!("group by ({}) ({selector})", label.trim()),
                 patience,
             )
@@ -528,7 +548,7 @@ async fn every_panel_rule_and_alert_returns_data_from_a_real_prometheus() {
         for p in d["panels"].as_array().unwrap() {
             for t in p["targets"].as_array().into_iter().flatten() {
                 let expr = substitute(t["expr"].as_str().unwrap(), &values);
-                match samples(&client, &base, &expr, patience).await {
+                match samples(client, base, &expr, patience).await {
                     Ok(found) if !found.is_empty() => {}
                     Ok(_) => failures.push(format!(
                         "{title} / {}: `{expr}` returned nothing",
@@ -544,7 +564,7 @@ async fn every_panel_rule_and_alert_returns_data_from_a_real_prometheus() {
     }
 
     // Every rule, as Prometheus evaluates it.
-    let rules = get_json(&client, &format!("{base}/api/v1/rules"))
+    let rules = get_json(client, &format!("{base}/api/v1/rules"))
         .await
         .unwrap();
     let mut counted = (0, 0);
@@ -559,18 +579,17 @@ async fn every_panel_rule_and_alert_returns_data_from_a_real_prometheus() {
             }
             if rule["type"] == "recording" {
                 counted.0 += 1;
-                match samples(&client, &base, name, patience).await {
+                match samples(client, base, name, patience).await {
                     Ok(found) if !found.is_empty() => {}
                     _ => failures.push(format!("recording rule {name} (`{query}`) has no data")),
                 }
             } else {
                 counted.1 += 1;
-                if let Err(error) = instant(&client, &base, query).await {
+                if let Err(error) = instant(client, base, query).await {
                     failures.push(format!("alert {name}: `{query}` failed: {error}"));
                 }
                 for metric in metrics_in(query) {
-                    let found =
-                        samples(&client, &base, &format!("count({metric})"), patience).await;
+                    let found = samples(client, base, &format!("count({metric})"), patience).await;
                     if found.as_ref().is_ok_and(|f| f.is_empty()) || found.is_err() {
                         failures.push(format!("alert {name} reads {metric}, which has no data"));
                     }
@@ -600,14 +619,10 @@ fn regex_escape(value: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_stream_sends_the_not_streaming_alert_pending() {
-    let Some(binary) = common::prometheus::binary() else {
+    let Some(observed) = observed("not-streaming").await else {
         return;
     };
-    let demo = demo().await;
-    let exporter = demo.exporter.address.to_string();
-    let (_running, base) = prometheus_for(binary, &exporter, "not-streaming");
-    let client = reqwest::Client::new();
-    targets_up(&client, &base, 1).await;
+    let (demo, base, client) = (&observed.demo, &observed.base, &observed.client);
     let alert = |state: &'static str| {
         let (client, base) = (client.clone(), base.clone());
         async move {
@@ -624,8 +639,8 @@ async fn a_broken_stream_sends_the_not_streaming_alert_pending() {
     };
     // Streaming: up is 1 and the alert is quiet.
     let up = samples(
-        &client,
-        &base,
+        client,
+        base,
         "cf_firehose_exporter_up == 1",
         Duration::from_secs(30),
     )
