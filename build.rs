@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/view/envelope.proto",
         "proto/loggregator/v2/envelope.proto",
         "proto/loggregator/v2/egress.proto",
+        "proto/prometheus/remote.proto",
     ];
     for file in FILES {
         println!("cargo:rerun-if-changed={file}");

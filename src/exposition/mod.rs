@@ -14,6 +14,7 @@ use crate::store::SeriesStore;
 use crate::telemetry::Telemetry;
 
 mod compat;
+pub mod remote_write;
 mod text;
 
 pub use compat::CompatSelf;
