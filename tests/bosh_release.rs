@@ -159,9 +159,9 @@ async fn the_rendered_bpm_config_starts_the_binary_against_the_simulator() {
 /// proxy that refuses every connection, builds the binary from the vendored
 /// source tarball into `BOSH_INSTALL_TARGET`. It compiles the exporter from
 /// scratch, so it runs where `CF_FIREHOSE_EXPORTER_BOSH_PACKAGING` is set (CI
-/// sets it). The release profile's LTO is turned down through cargo's
-/// environment to keep that build short; the script and its flags are the
-/// stemcell's.
+/// sets it). The release profile's LTO and optimisation are turned down
+/// through cargo's environment to keep that build short; the script and its
+/// flags are the stemcell's.
 #[test]
 fn packaging_builds_the_binary_from_the_vendored_tarball_offline() {
     if std::env::var_os("CF_FIREHOSE_EXPORTER_BOSH_PACKAGING").is_none() {
@@ -213,7 +213,8 @@ fn packaging_builds_the_binary_from_the_vendored_tarball_offline() {
         .env("CARGO_HTTP_PROXY", "http://127.0.0.1:9")
         .env("HTTPS_PROXY", "http://127.0.0.1:9")
         .env("CARGO_PROFILE_RELEASE_LTO", "off")
-        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
+        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "64")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("RUSTC_WRAPPER")
         .status()
