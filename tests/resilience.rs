@@ -165,7 +165,7 @@ async fn soak_fifty_faults_while_counting() {
             "cf_firehose_exporter_envelopes_dropped_total",
             &[("reason", "queue_full")]
         ),
-        None,
+        Some(0.0),
         "nothing dropped for lack of room"
     );
     assert_eq!(parsed.value("cf_firehose_exporter_up", &[]), Some(1.0));
