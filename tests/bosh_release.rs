@@ -229,7 +229,10 @@ fn packaging_builds_the_binary_from_the_vendored_tarball_offline() {
         String::from_utf8_lossy(&version.stdout).trim(),
         format!("cf-firehose-exporter {}", env!("CARGO_PKG_VERSION"))
     );
-    // Nothing was fetched: the empty CARGO_HOME holds no registry.
+    // Nothing was fetched: neither the toolchain's CARGO_HOME nor the
+    // compile's own holds a registry.
     assert!(!cargo_home.join("registry").exists());
+    assert!(compile.join(".cargo-home").exists());
+    assert!(!compile.join(".cargo-home/registry").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
