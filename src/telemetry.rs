@@ -107,13 +107,9 @@ impl GoKind {
     /// name or a v2 kind's ([`crate::envelope::event_type_name`],
     /// [`crate::envelope::v2::Kind::name`]).
     pub fn of(event_type: &str) -> Option<GoKind> {
-        match event_type {
-            "ContainerMetric" => Some(GoKind::ContainerMetric),
-            "CounterEvent" | "counter" => Some(GoKind::CounterEvent),
-            "ValueMetric" | "gauge" => Some(GoKind::ValueMetric),
-            "HttpStartStop" | "timer" => Some(GoKind::HttpStartStop),
-            _ => None,
-        }
+        GoKind::ALL
+            .into_iter()
+            .find(|kind| kind.event_types().contains(&event_type))
     }
 
     /// The event types counted as this kind.

@@ -316,6 +316,7 @@ async fn samples(
 /// neither functions, keywords, label names nor durations.
 fn metrics_in(expr: &str) -> BTreeSet<String> {
     const KEYWORDS: [&str; 24] = [
+        // Those that a list of label names follows, first.
         "by",
         "without",
         "on",
@@ -376,16 +377,8 @@ fn metrics_in(expr: &str) -> BTreeSet<String> {
                 let word = &expr[start..i];
                 let next = expr[i..].trim_start().chars().next();
                 let in_label_list = parens_after_grouping.last() == Some(&true);
-                if [
-                    "by",
-                    "without",
-                    "on",
-                    "ignoring",
-                    "group_left",
-                    "group_right",
-                ]
-                .contains(&word)
-                {
+                // The first six keywords take a list of label names.
+                if KEYWORDS[..6].contains(&word) {
                     grouping = true;
                 } else if braces == 0
                     && !in_label_list
