@@ -16,6 +16,13 @@ pub fn unix_now() -> f64 {
         .as_secs_f64()
 }
 
+/// Milliseconds since the Unix epoch.
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// The reasons of `envelopes_dropped_total`.
 pub const DROP_REASONS: [&str; 4] = [
     "frame_too_large",

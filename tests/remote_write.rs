@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cf_firehose_exporter::exposition::remote_write::{
-    Auth, EndpointConfig, RemoteWrite, RemoteWriteMetrics, Sample, decode, proto,
+    Auth, EndpointConfig, RemoteWrite, RemoteWriteMetrics, Sample, decode,
 };
 use cf_firehose_exporter::secret::Secret;
 use tokio_util::sync::CancellationToken;
@@ -88,16 +88,11 @@ fn config(address: SocketAddr) -> EndpointConfig {
 }
 
 fn sample(n: usize) -> Sample {
-    Sample {
-        labels: [("__name__", "requests_total"), ("n", &n.to_string())]
-            .map(|(name, value)| proto::Label {
-                name: name.into(),
-                value: value.into(),
-            })
-            .into(),
-        value: n as f64,
-        timestamp_ms: 1_700_000_000_000 + n as i64,
-    }
+    Sample::with_labels(
+        &[("__name__", "requests_total"), ("n", &n.to_string())],
+        n as f64,
+        1_700_000_000_000 + n as i64,
+    )
 }
 
 /// Waits until the receiver holds `n` samples, for at most `patience`.

@@ -329,12 +329,20 @@ pub struct WireEnvelope<'a> {
     fields: Fields<'a>,
     /// The encodings of the tags map's entries, in wire order.
     entries: &'a [Bytes],
+    /// Nanoseconds since the Unix epoch, when sent.
+    timestamp: Option<i64>,
 }
 
 impl<'a> WireEnvelope<'a> {
     /// Everything but the tags.
     pub fn fields(&self) -> &Fields<'a> {
         &self.fields
+    }
+
+    /// When the envelope was emitted, in nanoseconds since the Unix epoch,
+    /// if the sender said.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.timestamp
     }
 
     /// The encoding of each tag, in wire order: the same bytes decode to the
@@ -499,6 +507,7 @@ fn validate(e: &view::Envelope) -> Result<WireEnvelope<'_>, DecodeError> {
             payload,
         },
         entries: &e.tags,
+        timestamp: e.timestamp,
     })
 }
 

@@ -2,6 +2,7 @@
 //! scheme and applied to the store, with every rejection counted.
 
 pub mod filter;
+mod tap;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault};
@@ -18,6 +19,7 @@ use crate::naming::native::NativeScheme;
 use crate::source::{FrameReceiver, Wire};
 use crate::store::{Chain, FamilyCache, KeyHasher, SeriesHandle, SeriesStore};
 use crate::telemetry::{GoKind, Telemetry};
+use tap::Tap;
 
 /// Counters looked up once, not per envelope.
 #[derive(Debug, Clone)]
@@ -224,18 +226,38 @@ fn known_values<'k>(
     store: &'k SeriesStore,
     entry: &'k mut Known,
     stale: &'k mut u64,
+    tap: &'k mut Tap,
     now: tokio::time::Instant,
 ) -> impl FnMut(crate::naming::Value) + 'k {
     let mut series = entry.series.as_mut_slice().iter_mut();
     let mut position = 0;
     move |value| {
-        let applied = series
-            .next()
-            .is_some_and(|handle| store.apply_known(handle, value, now));
+        let applied = series.next().is_some_and(|handle| {
+            let applied = store.apply_known(handle, value, now);
+            if applied {
+                tap.record(handle, value);
+            }
+            applied
+        });
         if !applied {
             *stale |= bit(position);
         }
         position += 1;
+    }
+}
+
+/// Applies `update`, and hands what it set to the tap when it is on.
+fn apply(
+    store: &SeriesStore,
+    update: &crate::naming::Update<'_>,
+    now: tokio::time::Instant,
+    families: &mut FamilyCache,
+    tap: &mut Tap,
+) {
+    if !tap.on() {
+        store.apply_cached(update, now, families);
+    } else if let Ok(handle) = store.apply_tracked(update, now, families) {
+        tap.record(&handle, update.value);
     }
 }
 
@@ -253,6 +275,8 @@ pub struct Ingest<S = NativeScheme> {
     known: KnownEnvelopes,
     /// A v2 envelope of the gateway's, encoded again.
     encoded: Vec<u8>,
+    /// Samples for remote-write.
+    tap: Tap,
 }
 
 impl<S: NamingScheme> Ingest<S> {
@@ -268,7 +292,18 @@ impl<S: NamingScheme> Ingest<S> {
             families: FamilyCache::default(),
             known: KnownEnvelopes::default(),
             encoded: Vec::new(),
+            tap: Tap::default(),
         }
+    }
+
+    /// Hands every value an envelope sets to `forwarding`, at the
+    /// envelope's time.
+    pub fn with_forwarding(
+        mut self,
+        forwarding: crate::exposition::remote_write::Forwarding,
+    ) -> Self {
+        self.tap = Tap::new(forwarding);
+        self
     }
 
     /// Leaves out what `filters` exclude, before the store.
@@ -310,6 +345,8 @@ impl<S: NamingScheme> Ingest<S> {
         let rememberable =
             kept && !self.filters.filters_names() && !matches!(fields.payload, Payload::Other);
         let (scheme, store, known) = (&self.scheme, &self.store, &mut self.known);
+        let tap = &mut self.tap;
+        tap.envelope(wire.timestamp().unwrap_or(0));
         let mut hash = None;
         // Updates whose series has expired since, by position.
         let mut stale = 0u64;
@@ -320,7 +357,7 @@ impl<S: NamingScheme> Ingest<S> {
             hash = Some(identity);
             if let Some(entry) = known.get(identity) {
                 self.counters.received(fields, &self.telemetry);
-                let mut apply = known_values(store, entry, &mut stale, now);
+                let mut apply = known_values(store, entry, &mut stale, tap, now);
                 scheme.values_each(fields, &mut apply);
                 drop(apply);
                 if stale == 0 {
@@ -342,7 +379,7 @@ impl<S: NamingScheme> Ingest<S> {
             let mut position = 0;
             scheme.translate_each(&envelope, |update| {
                 if stale & bit(position) != 0 {
-                    store.apply_cached(&update, now, families);
+                    apply(store, &update, now, families, tap);
                 }
                 position += 1;
             });
@@ -361,14 +398,17 @@ impl<S: NamingScheme> Ingest<S> {
         }
         let Some(hash) = hash.filter(|_| known.has_room()) else {
             scheme.translate_each(&envelope, |update| {
-                store.apply_cached(&update, now, families);
+                apply(store, &update, now, families, tap);
             });
             return Ok(());
         };
         let (mut series, mut complete) = (Vec::with_capacity(5), true);
         scheme.translate_each(&envelope, |update| {
             match store.apply_tracked(&update, now, families) {
-                Ok(handle) => series.push(handle),
+                Ok(handle) => {
+                    tap.record(&handle, update.value);
+                    series.push(handle)
+                }
                 Err(_) => complete = false,
             }
         });
@@ -436,6 +476,8 @@ impl<S: NamingScheme> Ingest<S> {
             return Ok(());
         }
         let (scheme, store, known) = (&self.scheme, &self.store, &mut self.known);
+        let tap = &mut self.tap;
+        tap.envelope(wire.timestamp());
         // Only metrics are remembered: a timer's tags name its request (its
         // id, its URI), never the same twice, and a log's stream is not in
         // the identity; both go the long way.
@@ -452,7 +494,7 @@ impl<S: NamingScheme> Ingest<S> {
             let identity = known.hash();
             hash = Some(identity);
             if let Some(entry) = known.get(identity) {
-                let mut apply = known_values(store, entry, &mut stale, now);
+                let mut apply = known_values(store, entry, &mut stale, tap, now);
                 wire.payloads(|event_type, payload| {
                     scheme.values_each(&Fields::of_payload(event_type, payload), &mut apply);
                 });
@@ -481,7 +523,7 @@ impl<S: NamingScheme> Ingest<S> {
                 if stale != 0 {
                     // Applied already but for the series that went.
                     if stale & bit(at) != 0 {
-                        store.apply_cached(&update, now, families);
+                        apply(store, &update, now, families, tap);
                     }
                     return;
                 }
@@ -490,11 +532,14 @@ impl<S: NamingScheme> Ingest<S> {
                 }
                 names_kept = true;
                 if remember.is_none() {
-                    store.apply_cached(&update, now, families);
+                    apply(store, &update, now, families, tap);
                     return;
                 }
                 match store.apply_tracked(&update, now, families) {
-                    Ok(handle) => series.push(handle),
+                    Ok(handle) => {
+                        tap.record(&handle, update.value);
+                        series.push(handle)
+                    }
                     Err(_) => complete = false,
                 }
             });
@@ -522,6 +567,7 @@ impl<S: NamingScheme> Ingest<S> {
     /// Translates and stores an envelope when metric names are filtered.
     fn translate_filtered(&mut self, envelope: &EnvelopeRef<'_>, now: tokio::time::Instant) {
         let (filters, store, families) = (&self.filters, &self.store, &mut self.families);
+        let tap = &mut self.tap;
         let (mut yielded, mut kept) = (0, 0);
         self.scheme.translate_each(envelope, |update| {
             yielded += 1;
@@ -529,7 +575,7 @@ impl<S: NamingScheme> Ingest<S> {
                 return;
             }
             kept += 1;
-            store.apply_cached(&update, now, families);
+            apply(store, &update, now, families, tap);
         });
         if yielded > 0 && kept == 0 {
             self.telemetry.envelopes_filtered.inc();
@@ -546,6 +592,7 @@ impl<S: NamingScheme> Ingest<S> {
     /// Handles a batch of frames of `wire` and records the time of its arrival.
     pub fn batch_of(&mut self, wire: Wire, batch: &[Bytes]) {
         let now = tokio::time::Instant::now();
+        self.tap.batch();
         for frame in batch {
             match wire {
                 Wire::V1 => self.frame(frame, now),
@@ -553,6 +600,7 @@ impl<S: NamingScheme> Ingest<S> {
                 Wire::V2Proto => self.v2_proto(frame, now),
             }
         }
+        self.tap.flush();
         let unix = crate::telemetry::unix_now();
         self.telemetry.last_envelope_timestamp.set(unix);
         // The kinds that arrived in this batch, for the Go exporter's

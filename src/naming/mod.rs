@@ -301,9 +301,19 @@ impl MetricKind {
     /// for a histogram, the family's (its samples add `_bucket`, `_sum` and
     /// `_count`).
     pub fn sample_name(self, family: &str) -> Cow<'_, str> {
+        match self.suffix() {
+            "" => Cow::Borrowed(family),
+            suffix => Cow::Owned(format!("{family}{suffix}")),
+        }
+    }
+
+    /// What the name of a gauge's or a counter's sample adds to its
+    /// family's: `_total` for a counter, nothing for the others (a
+    /// histogram's samples add their own).
+    pub fn suffix(self) -> &'static str {
         match self {
-            MetricKind::Gauge | MetricKind::Histogram => Cow::Borrowed(family),
-            MetricKind::Counter => Cow::Owned(format!("{family}_total")),
+            MetricKind::Gauge | MetricKind::Histogram => "",
+            MetricKind::Counter => "_total",
         }
     }
 }

@@ -9,6 +9,7 @@ use super::*;
 #[derive(Debug, Clone)]
 pub struct SeriesHandle {
     pub(super) key: u64,
+    pub(super) kind: MetricKind,
     pub(super) family: Text,
     pub(super) labels: StoredLabels,
     /// Where the series was when the handle was made: only ever prefetched,
@@ -17,6 +18,21 @@ pub struct SeriesHandle {
 }
 
 impl SeriesHandle {
+    /// The series' family name, as the store holds it.
+    pub fn family(&self) -> &Text {
+        &self.family
+    }
+
+    /// The series' labels, sorted by name.
+    pub fn labels(&self) -> &StoredLabels {
+        &self.labels
+    }
+
+    /// The kind of the series' family.
+    pub fn kind(&self) -> MetricKind {
+        self.kind
+    }
+
     /// Asks the CPU to start loading the series' cache line, so that the
     /// update finds it there.
     #[inline]

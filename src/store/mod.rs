@@ -79,8 +79,13 @@ struct Series {
 /// variant so that it shares the tag's word.
 #[derive(Debug, Clone)]
 enum Reading {
-    /// A gauge's or a counter's value.
-    Number { value: f64, updated: u32 },
+    /// A gauge's or a counter's value; `summed` when its last update
+    /// added to it rather than set it.
+    Number {
+        value: f64,
+        updated: u32,
+        summed: bool,
+    },
     /// A histogram's buckets, sum and count.
     Histogram { value: Box<Histogram>, updated: u32 },
 }
@@ -94,6 +99,7 @@ impl Reading {
             MetricKind::Gauge | MetricKind::Counter => Reading::Number {
                 value: 0.0,
                 updated: now,
+                summed: false,
             },
             MetricKind::Histogram => Reading::Histogram {
                 value: Box::new(Histogram::new(bounds.clone())),
@@ -109,13 +115,29 @@ impl Reading {
     /// family's kind was checked, and a scheme yields values of its kind.
     fn set(&mut self, value: Value, now: u32) {
         match (self, value) {
-            (Reading::Number { value: v, updated }, Value::Set(new)) => {
+            (
+                Reading::Number {
+                    value: v,
+                    updated,
+                    summed,
+                },
+                Value::Set(new),
+            ) => {
                 *v = new;
                 *updated = now;
+                *summed = false;
             }
-            (Reading::Number { value: v, updated }, Value::Add(delta)) => {
+            (
+                Reading::Number {
+                    value: v,
+                    updated,
+                    summed,
+                },
+                Value::Add(delta),
+            ) => {
                 *v += delta;
                 *updated = now;
+                *summed = true;
             }
             (Reading::Histogram { value: h, updated }, Value::Observe(observed)) => {
                 h.observe(observed);
@@ -451,6 +473,7 @@ impl SeriesStore {
         let handle = |series: &Series| {
             TRACK.then(|| SeriesHandle {
                 key,
+                kind: update.kind,
                 family: series.family.clone(),
                 labels: series.labels.clone(),
                 hint: series as *const Series as usize,

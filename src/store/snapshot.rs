@@ -49,8 +49,8 @@ pub struct Sample<'a> {
     pub family: &'a FamilySnapshot,
     /// What the sample's name adds to the family's.
     pub suffix: &'static str,
-    /// The series' labels, sorted by name.
-    pub labels: &'a [(Text, Text)],
+    /// The series' labels, sorted by name (shared: a sink may keep them).
+    pub labels: &'a StoredLabels,
     /// A bucket's upper bound, `+Inf` for the last: the `le` label.
     pub le: Option<f64>,
     /// The value.
@@ -73,10 +73,7 @@ pub trait SnapshotVisitor {
 pub fn visit(families: &[FamilySnapshot], visitor: &mut impl SnapshotVisitor) {
     for family in families {
         visitor.family(family);
-        let suffix = match family.kind {
-            MetricKind::Gauge | MetricKind::Histogram => "",
-            MetricKind::Counter => "_total",
-        };
+        let suffix = family.kind.suffix();
         for (labels, value) in &family.series {
             visitor.sample(Sample {
                 family,
@@ -110,10 +107,26 @@ impl SeriesStore {
     /// is copied whole, but the copy is not one instant across shards: an
     /// update that lands while the copy runs may show without an earlier one.
     pub fn snapshot(&self) -> Vec<FamilySnapshot> {
+        self.snapshot_of(|_| true)
+    }
+
+    /// As [`SeriesStore::snapshot`], with only the series this process
+    /// counts itself: histograms, and counters kept by adding deltas (the
+    /// HTTP and log aggregates, counters sent without a total). Each
+    /// process that shares a subscription holds its own part of these,
+    /// where every other value is the envelope's own.
+    pub fn aggregates(&self) -> Vec<FamilySnapshot> {
+        self.snapshot_of(|reading| match reading {
+            Reading::Number { summed, .. } => *summed,
+            Reading::Histogram { .. } => true,
+        })
+    }
+
+    fn snapshot_of(&self, keep: impl Fn(&Reading) -> bool) -> Vec<FamilySnapshot> {
         let mut copied: Vec<(Text, StoredLabels, f64)> = Vec::with_capacity(self.len());
         let mut histograms: Vec<(Text, StoredLabels, HistogramSnapshot)> = Vec::new();
         for bucket in self.series.iter() {
-            for series in bucket.as_slice() {
+            for series in bucket.as_slice().iter().filter(|s| keep(&s.reading)) {
                 match &series.reading {
                     Reading::Number { value, .. } => {
                         copied.push((series.family.clone(), series.labels.clone(), *value))

@@ -150,6 +150,8 @@ pub(super) enum Message {
 /// from envelope to envelope.
 #[derive(Debug, Default)]
 pub(super) struct Parts {
+    /// Nanoseconds since the Unix epoch; 0 when not sent.
+    pub(super) timestamp: i64,
     pub(super) source_id: Span,
     pub(super) instance_id: Span,
     pub(super) message: Message,
@@ -198,6 +200,7 @@ impl Parts {
     /// Reads the envelope `whole` into these parts, the gauge's metrics
     /// too.
     pub(super) fn read(&mut self, whole: &[u8]) -> Result<(), DecodeError> {
+        self.timestamp = 0;
         self.source_id = Span::default();
         self.instance_id = Span::default();
         self.message = Message::None;
@@ -207,9 +210,7 @@ impl Parts {
         self.readings.clear();
         fields(whole, |number, field| {
             match number {
-                1 => {
-                    varint(field)?;
-                }
+                1 => self.timestamp = varint(field)? as i64,
                 2 => self.source_id = Span::of(whole, bytes(field)?),
                 3 => self.deprecated.push(entry(whole, bytes(field)?)?),
                 4 => {

@@ -89,6 +89,8 @@ pub struct GaugeMetric<'a> {
 pub struct WireV2<'a> {
     /// The envelope's encoding.
     whole: &'a [u8],
+    /// Nanoseconds since the Unix epoch; 0 when not sent.
+    timestamp: i64,
     kind: Kind,
     source_id: &'a str,
     instance_id: &'a str,
@@ -170,6 +172,7 @@ fn read<'a>(whole: &'a [u8], parts: &'a mut Parts) -> Result<WireV2<'a>, DecodeE
     };
     let mut wire = WireV2 {
         whole,
+        timestamp: parts.timestamp,
         kind,
         source_id: utf8(parts.source_id.in_(whole), "source_id")?,
         instance_id: utf8(parts.instance_id.in_(whole), "instance_id")?,
@@ -208,6 +211,12 @@ impl<'a> WireV2<'a> {
     /// What the envelope carries.
     pub fn kind(&self) -> Kind {
         self.kind
+    }
+
+    /// When the envelope was emitted, in nanoseconds since the Unix epoch;
+    /// 0 when not sent.
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
     }
 
     /// Whether it carries metrics (a counter or a gauge).
