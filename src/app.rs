@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::CommonArgs;
 use crate::config::ConfigError;
 use crate::exposition::CompatSelf;
+use crate::exposition::remote_write::{ForwardConfig, Forwarding, RemoteWriteMetrics};
 use crate::exposition::{Exposition, Format};
 use crate::http::listener::{self, Limits};
 use crate::http::router::{self, AppState};
@@ -72,6 +73,10 @@ pub struct ExporterConfig {
     pub web: WebSecurity,
     /// Timeouts and cap of the HTTP connections.
     pub http_limits: Limits,
+    /// Remote-write endpoints, if any.
+    pub forwarding: Option<ForwardConfig>,
+    /// Whether /metrics serves the relayed series, not only the self metrics.
+    pub expose_series: bool,
 }
 
 impl ExporterConfig {
@@ -95,6 +100,8 @@ impl ExporterConfig {
             openmetrics: !common.disable_openmetrics,
             web: common.web_security()?,
             http_limits: common.http_limits(),
+            forwarding: common.remote_write.forwarding()?,
+            expose_series: !common.remote_write.disable_exposition,
         })
     }
 }
@@ -119,6 +126,9 @@ pub enum StartError {
     /// The TLS client of the Firehose could not be built.
     #[error("cannot set up TLS for the Firehose: {0}")]
     FirehoseTls(#[source] rustls::Error),
+    /// A remote-write endpoint's HTTP client could not be built.
+    #[error("cannot set up the remote-write client: {0}")]
+    RemoteWriteClient(#[source] reqwest::Error),
     /// The RLP gateway's HTTP client could not be built.
     #[error("cannot set up the RLP gateway's HTTP client")]
     GatewayClient(#[source] reqwest::Error),
@@ -217,13 +227,33 @@ impl Exporter {
         let native = NativeScheme::new(config.environment.clone())
             .with_drop_tags(config.drop_tags.clone())
             .with_http_buckets(&config.http_buckets);
-        let ingest = Ingest::new(
+        let mut ingest = Ingest::new(
             config.naming.scheme(native),
             store.clone(),
             telemetry.clone(),
         )
         .with_filters(config.filters.clone());
         let shutdown = CancellationToken::new();
+        let remote_write_metrics = RemoteWriteMetrics::default();
+        let mut forwarders = Vec::new();
+        if let Some(forward) = &config.forwarding {
+            let endpoints: Vec<String> = forward.endpoints.iter().map(|e| e.label()).collect();
+            let (forwarding, tasks) = Forwarding::start(
+                forward.clone(),
+                store.clone(),
+                &remote_write_metrics,
+                shutdown.clone(),
+            )
+            .map_err(StartError::RemoteWriteClient)?;
+            tracing::info!(
+                endpoints = %endpoints.join(","),
+                shard = %format!("{}={}", forward.shard.name, forward.shard.value),
+                interval = ?forward.interval,
+                "remote-write on"
+            );
+            ingest = ingest.with_forwarding(forwarding);
+            forwarders = tasks;
+        }
         // One connection, queue and decoding task per --doppler.connections.
         let mut connections = Vec::with_capacity(config.source.connections);
         for index in 0..config.source.connections {
@@ -271,16 +301,7 @@ impl Exporter {
 
         let (health, health_rx) = watch::channel(None);
         let state = Arc::new(AppState {
-            exposition: match &config.naming {
-                Naming::Native => Exposition::new(store.clone(), telemetry.clone()),
-                Naming::Compat { namespace, .. } => {
-                    Exposition::new(store.clone(), telemetry.clone()).with_compat(CompatSelf::new(
-                        namespace,
-                        config.environment.as_deref(),
-                        config.expiration,
-                    ))
-                }
-            },
+            exposition: exposition(&config, &store, &telemetry, &remote_write_metrics),
             store: store.clone(),
             stream: state_rx.clone(),
             source: match config.source.endpoint {
@@ -319,6 +340,13 @@ impl Exporter {
             tasks.spawn("ingestion", async move {
                 decoding.await;
                 source_ended.cancelled().await;
+                Ok(())
+            });
+        }
+        for forwarder in forwarders {
+            // Each ends at shutdown, once what it holds is sent.
+            tasks.spawn("remote-write", async move {
+                let _ = forwarder.await;
                 Ok(())
             });
         }
@@ -408,6 +436,30 @@ impl Exporter {
         self.shutdown.cancel();
         self.wait().await
     }
+}
+
+/// What a scrape writes under `config`.
+fn exposition(
+    config: &ExporterConfig,
+    store: &Arc<SeriesStore>,
+    telemetry: &Telemetry,
+    remote_write: &RemoteWriteMetrics,
+) -> Exposition {
+    let mut exposition = Exposition::new(store.clone(), telemetry.clone());
+    if let Naming::Compat { namespace, .. } = &config.naming {
+        exposition = exposition.with_compat(CompatSelf::new(
+            namespace,
+            config.environment.as_deref(),
+            config.expiration,
+        ));
+    }
+    if config.forwarding.is_some() {
+        exposition = exposition.with_remote_write(remote_write);
+    }
+    if !config.expose_series {
+        exposition = exposition.without_series();
+    }
+    exposition
 }
 
 /// Watches the exporter's tasks until shutdown, then gives them

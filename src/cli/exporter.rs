@@ -137,6 +137,9 @@ pub struct CommonArgs {
     /// The naming scheme and its companions.
     #[command(flatten)]
     pub naming: super::naming::NamingArgs,
+    /// Remote-write endpoints, and whether /metrics serves the series too.
+    #[command(flatten)]
+    pub remote_write: super::remote_write::RemoteWriteArgs,
     /// Address to serve metrics on; ":9186" means every interface.
     #[arg(
         long = "web.listen-address",

@@ -6,6 +6,7 @@ pub(crate) mod exporter;
 pub(crate) mod legacy;
 pub mod naming;
 pub mod parse;
+pub mod remote_write;
 pub(crate) mod source;
 
 use clap::Parser;

@@ -95,6 +95,8 @@ pub struct Exposition {
     encodings: [std::sync::atomic::AtomicU64; 2],
     /// The Go exporter's self metrics, under the compat scheme.
     compat: Option<CompatSelf>,
+    /// Whether the store's series are written, not only the self metrics.
+    series: bool,
 }
 
 impl Exposition {
@@ -108,7 +110,20 @@ impl Exposition {
             telemetry,
             encodings: Default::default(),
             compat: None,
+            series: true,
         }
+    }
+
+    /// Adds the remote-write self metrics.
+    pub fn with_remote_write(mut self, metrics: &remote_write::RemoteWriteMetrics) -> Self {
+        metrics.register(&mut self.own);
+        self
+    }
+
+    /// Writes only the self metrics: the store's series go elsewhere.
+    pub fn without_series(mut self) -> Self {
+        self.series = false;
+        self
     }
 
     /// Adds the Go exporter's self metrics to each scrape.
@@ -130,8 +145,14 @@ impl Exposition {
         // The series first, then the self metrics: a body never counts
         // less than the series it shows (an envelope is counted before it
         // is stored).
-        let families = self.store.snapshot();
-        text::write(&mut body, &families, format);
+        let families = if self.series || self.compat.is_some() {
+            self.store.snapshot()
+        } else {
+            Vec::new()
+        };
+        if self.series {
+            text::write(&mut body, &families, format);
+        }
         if let Some(compat) = &self.compat {
             text::write(
                 &mut body,

@@ -7,6 +7,7 @@ pub mod exposition;
 pub mod pki;
 #[allow(dead_code)]
 pub mod prometheus;
+pub mod receiver;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -59,6 +60,8 @@ pub fn config_for(foundation: &Foundation, expiration: Duration) -> ExporterConf
         openmetrics: true,
         web: Default::default(),
         http_limits: Default::default(),
+        forwarding: None,
+        expose_series: true,
     }
 }
 

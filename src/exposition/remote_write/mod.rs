@@ -118,6 +118,8 @@ pub struct EndpointConfig {
     pub auth: Auth,
     /// Extra CA certificates for the endpoint's TLS, beside the system's.
     pub ca: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// A client certificate and its key, for endpoints that ask for one.
+    pub identity: Option<reqwest::Identity>,
     /// Accept any certificate.
     pub skip_verify: bool,
     /// Time allowed for one request.
@@ -148,6 +150,7 @@ impl EndpointConfig {
             url,
             auth: Auth::None,
             ca: Vec::new(),
+            identity: None,
             skip_verify: false,
             timeout: Duration::from_secs(30),
             batch_size: 2_000,

@@ -40,6 +40,9 @@ impl RemoteWrite {
         for cert in &config.ca {
             client = client.add_root_certificate(reqwest::Certificate::from_der(cert)?);
         }
+        if let Some(identity) = &config.identity {
+            client = client.identity(identity.clone());
+        }
         let (queue, rx) = mpsc::unbounded_channel();
         let this = Self {
             queue,
