@@ -47,6 +47,12 @@ mod tests {
     }
 
     #[test]
+    fn the_flags_are_well_formed() {
+        use clap::CommandFactory;
+        ExporterCli::command().debug_assert();
+    }
+
+    #[test]
     fn firehose_url_schemes() {
         let u = |d| firehose_url(d, "prometheus").map(|u| u.to_string());
         assert_eq!(

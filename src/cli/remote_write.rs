@@ -23,67 +23,67 @@ pub struct RemoteWriteArgs {
         value_delimiter = ',',
         value_name = "URL"
     )]
-    pub urls: Vec<String>,
+    pub rw_urls: Vec<String>,
     /// Basic-authentication user of the endpoints, with --remote-write.password(-file).
     #[arg(
         long = "remote-write.username",
         env = "FIREHOSE_EXPORTER_REMOTE_WRITE_USERNAME",
         value_name = "USER"
     )]
-    pub username: Option<String>,
+    pub rw_username: Option<String>,
     /// Password of --remote-write.username.
     #[arg(
         long = "remote-write.password",
         env = "FIREHOSE_EXPORTER_REMOTE_WRITE_PASSWORD",
         value_name = "PASSWORD",
         hide_env_values = true,
-        conflicts_with = "password_file"
+        conflicts_with = "rw_password_file"
     )]
-    pub password: Option<Secret>,
+    pub rw_password: Option<Secret>,
     /// A file holding the password of --remote-write.username.
     #[arg(
         long = "remote-write.password-file",
         env = "FIREHOSE_EXPORTER_REMOTE_WRITE_PASSWORD_FILE",
         value_name = "PATH"
     )]
-    pub password_file: Option<PathBuf>,
+    pub rw_password_file: Option<PathBuf>,
     /// A file holding a bearer token for the endpoints (read at start).
     #[arg(
         long = "remote-write.bearer-token-file",
         env = "FIREHOSE_EXPORTER_REMOTE_WRITE_BEARER_TOKEN_FILE",
         value_name = "PATH",
-        conflicts_with = "username"
+        conflicts_with = "rw_username"
     )]
-    pub bearer_token_file: Option<PathBuf>,
+    pub rw_bearer_token_file: Option<PathBuf>,
     /// Trust the CA certificates (PEM) in this file for the endpoints, beside the system's.
     #[arg(
         long = "remote-write.tls.ca-file",
         env = "FIREHOSE_EXPORTER_REMOTE_WRITE_TLS_CA_FILE",
         value_name = "PATH"
     )]
-    pub ca_file: Option<PathBuf>,
+    pub rw_ca_file: Option<PathBuf>,
     /// Client certificate (PEM) to present to the endpoints, with --remote-write.tls.key-file.
     #[arg(
         long = "remote-write.tls.cert-file",
         env = "FIREHOSE_EXPORTER_REMOTE_WRITE_TLS_CERT_FILE",
         value_name = "PATH",
-        requires = "key_file"
+        requires = "rw_key_file"
     )]
-    pub cert_file: Option<PathBuf>,
+    pub rw_cert_file: Option<PathBuf>,
     /// Private key (PEM) of --remote-write.tls.cert-file.
     #[arg(
         long = "remote-write.tls.key-file",
         env = "FIREHOSE_EXPORTER_REMOTE_WRITE_TLS_KEY_FILE",
         value_name = "PATH",
-        requires = "cert_file"
+        requires = "rw_cert_file"
     )]
-    pub key_file: Option<PathBuf>,
+    pub rw_key_file: Option<PathBuf>,
     /// Accept any certificate from the endpoints.
     #[arg(
         long = "remote-write.tls.insecure-skip-verify",
         env = "FIREHOSE_EXPORTER_REMOTE_WRITE_TLS_INSECURE_SKIP_VERIFY"
     )]
-    pub skip_verify: bool,
+    pub rw_skip_verify: bool,
     /// Labels added to every sample sent, as name=value pairs separated by commas
     /// (a series' own label of the same name wins).
     #[arg(
@@ -92,7 +92,7 @@ pub struct RemoteWriteArgs {
         value_delimiter = ',',
         value_name = "NAME=VALUE"
     )]
-    pub external_labels: Vec<String>,
+    pub rw_external_labels: Vec<String>,
     /// The label that tells apart the aggregates each exporter counts itself (histograms,
     /// HTTP and log counts); sum them over it.
     #[arg(
@@ -101,7 +101,7 @@ pub struct RemoteWriteArgs {
         default_value = "exporter_shard",
         value_name = "NAME"
     )]
-    pub shard_label: String,
+    pub rw_shard_label: String,
     /// This exporter's value of --remote-write.shard-label: unique among the exporters of
     /// one subscription, stable across restarts [default: the host name].
     #[arg(
@@ -109,7 +109,7 @@ pub struct RemoteWriteArgs {
         env = "FIREHOSE_EXPORTER_REMOTE_WRITE_SHARD",
         value_name = "NAME"
     )]
-    pub shard: Option<String>,
+    pub rw_shard: Option<String>,
     /// How often the aggregates are sent (every other sample goes as its envelope arrives).
     #[arg(
         long = "remote-write.interval",
@@ -119,7 +119,7 @@ pub struct RemoteWriteArgs {
         allow_hyphen_values = true,
         value_name = "DURATION"
     )]
-    pub interval: Duration,
+    pub rw_interval: Duration,
     /// Samples in one request.
     #[arg(
         long = "remote-write.batch-size",
@@ -129,7 +129,7 @@ pub struct RemoteWriteArgs {
         allow_hyphen_values = true,
         value_name = "N"
     )]
-    pub batch_size: u32,
+    pub rw_batch_size: u32,
     /// Longest a sample waits for its request to fill.
     #[arg(
         long = "remote-write.batch-age",
@@ -139,7 +139,7 @@ pub struct RemoteWriteArgs {
         allow_hyphen_values = true,
         value_name = "DURATION"
     )]
-    pub batch_age: Duration,
+    pub rw_batch_age: Duration,
     /// Samples held per endpoint while it is slow or down; beyond, new ones are dropped and
     /// counted.
     #[arg(
@@ -150,7 +150,7 @@ pub struct RemoteWriteArgs {
         allow_hyphen_values = true,
         value_name = "N"
     )]
-    pub queue_capacity: u32,
+    pub rw_queue_capacity: u32,
     /// Requests in flight per endpoint. 1 keeps each series in order; more need the store
     /// to take samples out of order.
     #[arg(
@@ -161,7 +161,7 @@ pub struct RemoteWriteArgs {
         allow_hyphen_values = true,
         value_name = "N"
     )]
-    pub concurrency: u32,
+    pub rw_concurrency: u32,
     /// Time allowed for one request.
     #[arg(
         long = "remote-write.timeout",
@@ -171,7 +171,7 @@ pub struct RemoteWriteArgs {
         allow_hyphen_values = true,
         value_name = "DURATION"
     )]
-    pub timeout: Duration,
+    pub rw_timeout: Duration,
     /// Longest wait between retries of a request (from 30ms, doubling).
     #[arg(
         long = "remote-write.max-backoff",
@@ -181,7 +181,7 @@ pub struct RemoteWriteArgs {
         allow_hyphen_values = true,
         value_name = "DURATION"
     )]
-    pub max_backoff: Duration,
+    pub rw_max_backoff: Duration,
     /// Serve only the exporter's own metrics on the metrics path, not the relayed series
     /// (with --remote-write.url: the store has them).
     #[arg(
@@ -194,7 +194,7 @@ pub struct RemoteWriteArgs {
 impl RemoteWriteArgs {
     /// What the flags ask for: `None` without an endpoint.
     pub fn forwarding(&self) -> Result<Option<ForwardConfig>, ConfigError> {
-        if self.urls.is_empty() {
+        if self.rw_urls.is_empty() {
             if self.disable_exposition {
                 return Err(ConfigError::new(
                     "--web.disable-exposition",
@@ -204,20 +204,20 @@ impl RemoteWriteArgs {
             return Ok(None);
         }
         let auth = self.auth()?;
-        let ca = match &self.ca_file {
+        let ca = match &self.rw_ca_file {
             Some(path) => {
                 crate::source::tls::read_certificates("--remote-write.tls.ca-file", path)?
             }
             None => Vec::new(),
         };
-        let identity = match (&self.cert_file, &self.key_file) {
+        let identity = match (&self.rw_cert_file, &self.rw_key_file) {
             (Some(cert), Some(key)) => Some(identity(cert, key)?),
             _ => None,
         };
-        let external_labels = external_labels(&self.external_labels)?;
+        let external_labels = external_labels(&self.rw_external_labels)?;
         let shard = ShardLabel {
-            name: label_name("--remote-write.shard-label", &self.shard_label)?,
-            value: match &self.shard {
+            name: label_name("--remote-write.shard-label", &self.rw_shard_label)?,
+            value: match &self.rw_shard {
                 Some(shard) if shard.is_empty() => {
                     return Err(ConfigError::new(
                         "--remote-write.shard",
@@ -237,8 +237,8 @@ impl RemoteWriteArgs {
                 ),
             ));
         }
-        let mut endpoints = Vec::with_capacity(self.urls.len());
-        for url in &self.urls {
+        let mut endpoints = Vec::with_capacity(self.rw_urls.len());
+        for url in &self.rw_urls {
             let parsed: url::Url = url.parse().map_err(|e| {
                 ConfigError::new("--remote-write.url", format!("{:?}: {e}", redacted(url)))
             })?;
@@ -252,36 +252,36 @@ impl RemoteWriteArgs {
             endpoint.auth = auth.clone();
             endpoint.ca = ca.clone();
             endpoint.identity = identity.clone();
-            endpoint.skip_verify = self.skip_verify;
-            endpoint.timeout = self.timeout;
-            endpoint.batch_size = self.batch_size as usize;
-            endpoint.batch_age = self.batch_age;
-            endpoint.queue_capacity = self.queue_capacity as usize;
-            endpoint.concurrency = self.concurrency as usize;
-            endpoint.max_backoff = self.max_backoff.max(endpoint.min_backoff);
+            endpoint.skip_verify = self.rw_skip_verify;
+            endpoint.timeout = self.rw_timeout;
+            endpoint.batch_size = self.rw_batch_size as usize;
+            endpoint.batch_age = self.rw_batch_age;
+            endpoint.queue_capacity = self.rw_queue_capacity as usize;
+            endpoint.concurrency = self.rw_concurrency as usize;
+            endpoint.max_backoff = self.rw_max_backoff.max(endpoint.min_backoff);
             endpoint.external_labels = external_labels.clone().into();
             endpoints.push(endpoint);
         }
         Ok(Some(ForwardConfig {
             endpoints,
             shard,
-            interval: self.interval,
+            interval: self.rw_interval,
         }))
     }
 
     fn auth(&self) -> Result<Auth, ConfigError> {
-        if let Some(path) = &self.bearer_token_file {
+        if let Some(path) = &self.rw_bearer_token_file {
             return Ok(Auth::Bearer(read_secret(
                 "--remote-write.bearer-token-file",
                 path,
             )?));
         }
-        let password = match (&self.password, &self.password_file) {
+        let password = match (&self.rw_password, &self.rw_password_file) {
             (Some(password), _) => Some(password.clone()),
             (None, Some(path)) => Some(read_secret("--remote-write.password-file", path)?),
             (None, None) => None,
         };
-        match (&self.username, password) {
+        match (&self.rw_username, password) {
             (Some(username), Some(password)) => Ok(Auth::Basic {
                 username: username.clone(),
                 password,

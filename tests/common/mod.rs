@@ -211,7 +211,12 @@ pub fn required_tool(name: &'static str, require: &str) -> Option<&'static str> 
     if std::env::var_os(require).is_some() {
         panic!("{name} is required here ({require} is set) but was not found");
     }
-    eprintln!("SKIPPED: {name} not found; install Debian's `prometheus` package to run this test");
+    let package = if name == "promtool" {
+        "prometheus"
+    } else {
+        name
+    };
+    eprintln!("SKIPPED: {name} not found; install Debian's `{package}` package to run this test");
     None
 }
 

@@ -19,6 +19,13 @@ pub struct Running {
     dir: PathBuf,
 }
 
+impl Running {
+    /// Watches `child`, which stores in `dir`.
+    pub fn new(child: Child, dir: PathBuf) -> Self {
+        Self { child, dir }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -46,8 +53,19 @@ pub fn start_prometheus(
     dir: &std::path::Path,
     config: &std::path::Path,
 ) -> (Running, String) {
+    start_prometheus_with(binary, dir, config, &[])
+}
+
+/// As [`start_prometheus`], with more flags.
+pub fn start_prometheus_with(
+    binary: &str,
+    dir: &std::path::Path,
+    config: &std::path::Path,
+    flags: &[&str],
+) -> (Running, String) {
     let port = free_port();
     let child = Command::new(binary)
+        .args(flags)
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(
             "--storage.tsdb.path={}",
