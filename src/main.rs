@@ -50,8 +50,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             // One line naming the flag, not clap's usage block.
-            let text = e.to_string();
-            logging::print_stderr(text.lines().next().unwrap_or("invalid arguments"));
+            logging::print_stderr(&first_paragraph(&e.to_string()));
             return ExitCode::from(USAGE);
         }
     };
@@ -117,6 +116,21 @@ fn naming_line(naming: &cf_firehose_exporter::cli::naming::NamingArgs) {
             "metric names are the Go firehose_exporter's (--metrics.naming native gives the \
              names as emitted)"
         ),
+    }
+}
+
+/// The first paragraph of clap's message on one line: what is wrong and
+/// which flags, without the usage and the tips after it.
+fn first_paragraph(text: &str) -> String {
+    let words: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.is_empty() && !line.starts_with("Usage:"))
+        .collect();
+    if words.is_empty() {
+        "invalid arguments".to_owned()
+    } else {
+        words.join(" ")
     }
 }
 

@@ -254,3 +254,47 @@ fn two_transports_at_once_are_one_line_asking_which() {
         "{stderr}"
     );
 }
+
+#[test]
+fn remote_write_mistakes_are_one_line_naming_the_flag_without_the_password() {
+    refused(&["--web.disable-exposition"], "--web.disable-exposition");
+    refused(
+        &["--remote-write.url=ftp://store.example.com/write"],
+        "--remote-write.url",
+    );
+    // Credentials in the address are left out of the message.
+    refused(
+        &["--remote-write.url=gopher://user:s3cr3t-value@store.example.com/"],
+        "--remote-write.url",
+    );
+    let url = "--remote-write.url=http://127.0.0.1:9/api/v1/write";
+    refused(
+        &[url, "--remote-write.batch-size=0"],
+        "--remote-write.batch-size",
+    );
+    refused(
+        &[url, "--remote-write.username=exporter"],
+        "--remote-write.password",
+    );
+    refused(
+        &[url, "--remote-write.password=s3cr3t-value"],
+        "--remote-write.username",
+    );
+    refused(
+        &[url, "--remote-write.password-file=/nonexistent/password"],
+        "--remote-write.password-file",
+    );
+    refused(
+        &[url, "--remote-write.tls.cert-file=/nonexistent/cert.pem"],
+        "--remote-write.tls.key-file",
+    );
+    refused(
+        &[url, "--remote-write.external-labels=no-equals-sign"],
+        "--remote-write.external-labels",
+    );
+    refused(
+        &[url, "--remote-write.external-labels=exporter_shard=a"],
+        "--remote-write.external-labels",
+    );
+    refused(&[url, "--remote-write.shard="], "--remote-write.shard");
+}
