@@ -16,7 +16,12 @@
 //! cargo bench --bench load -- --source gateway --rate 100000  # the RLP gateway
 //! cargo bench --bench load -- --source rlp --rate 200000 --seconds 60  # the RLP, gRPC
 //! cargo bench --bench load -- --naming firehose_exporter   # the Go exporter's names
+//! cargo bench --bench load -- --rate 300000 --remote-write  # every sample remote-written too
 //! ```
+//!
+//! With `--remote-write`, the exporter also sends every sample to a
+//! receiver in this process that reads each request and accepts it; the
+//! exporter's CPU then includes encoding, compressing and sending.
 //!
 //! With `--runs N`, each run starts both processes afresh, and the summary
 //! gives the median and the range: on a shared machine one run can be off by
@@ -39,6 +44,8 @@ struct Options {
     source: String,
     /// The naming scheme: native or firehose_exporter.
     naming: String,
+    /// Whether the exporter remote-writes every sample too.
+    remote_write: bool,
 }
 
 impl Options {
@@ -53,6 +60,7 @@ impl Options {
             runs: 1,
             source: "firehose".into(),
             naming: "native".into(),
+            remote_write: false,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -84,13 +92,18 @@ impl Options {
                         .unwrap_or_else(|| panic!("--naming takes native or firehose_exporter"))
                         .clone();
                 }
+                "--remote-write" => {
+                    o.remote_write = true;
+                    i += 1;
+                    continue;
+                }
                 // Flags cargo passes to every bench.
                 "--bench" => {
                     i += 1;
                     continue;
                 }
                 other => panic!(
-                    "unknown option {other}; options: --rate --seconds --connections --cells --apps --warmup --runs --source --naming"
+                    "unknown option {other}; options: --rate --seconds --connections --cells --apps --warmup --runs --source --naming --remote-write"
                 ),
             }
             i += 2;
@@ -144,6 +157,14 @@ fn sum(body: &str, name: &str) -> f64 {
             l.strip_prefix(name)
                 .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
         })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The sum of the samples of `name` whose labels include `label`.
+fn sum_with(body: &str, name: &str, label: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -281,10 +302,16 @@ fn run(o: &Options) -> Run {
     wait_for("the RLP's certificates", Duration::from_secs(10), || {
         certs.join("client.key").exists()
     });
+    let receiver = o.remote_write.then(accepting_receiver);
+    let remote_write: Vec<String> = receiver
+        .iter()
+        .map(|(port, _)| format!("--remote-write.url=http://127.0.0.1:{port}/api/v1/write"))
+        .collect();
     let exporter = Process(
         Command::new(exe)
             .args(["--log.level", "warn"])
             .args(&transport)
+            .args(&remote_write)
             .args(["--doppler.connections", &o.connections.to_string()])
             .args(["--metrics.naming", &o.naming])
             .args(["--web.listen-address", &format!("127.0.0.1:{web}")])
@@ -303,6 +330,16 @@ fn run(o: &Options) -> Run {
             sum(body, "cf_firehose_exporter_envelopes_dropped_total"),
         )
     };
+    let written = |body: &str| {
+        let samples = "cf_firehose_exporter_remote_write_samples_total{";
+        [
+            sum_with(body, samples, "result=\"sent\""),
+            sum_with(body, samples, "result=\"dropped\""),
+            receiver.as_ref().map_or(0.0, |(_, bytes)| {
+                bytes.load(std::sync::atomic::Ordering::Relaxed) as f64
+            }),
+        ]
+    };
     // Two windows of the same length: ingestion alone, for what a frame
     // costs from the socket to its series, then ingestion with a scrape
     // every second, for what scrapes add and how long they take meanwhile.
@@ -312,6 +349,7 @@ fn run(o: &Options) -> Run {
         let cpu0 = cpu_seconds(pid);
         let (first, _) = get(web, "/metrics").expect("scrape");
         let (received0, dropped0) = read(&first);
+        let written0 = written(&first);
         let started = Instant::now();
         let mut scrapes = Vec::new();
         while started.elapsed() < Duration::from_secs(o.seconds) {
@@ -325,9 +363,11 @@ fn run(o: &Options) -> Run {
         let (last, _) = get(web, "/metrics").expect("scrape");
         let cpu = cpu_seconds(pid) - cpu0;
         let (received1, dropped1) = read(&last);
+        let written1 = written(&last);
         Window {
             received: received1 - received0,
             dropped: dropped1 - dropped0,
+            written: [0, 1, 2].map(|i| written1[i] - written0[i]),
             cpu,
             wall,
             scrapes,
@@ -370,6 +410,15 @@ fn run(o: &Options) -> Run {
             100.0 * w.cpu / w.wall
         );
         println!("  dropped:              {:>12.0}", w.dropped);
+        if o.remote_write {
+            let [sent, dropped, bytes] = w.written;
+            println!(
+                "  remote-written:       {:>12.0}   samples a second, {:.1} bytes each on the wire, {:.0} dropped",
+                sent / w.wall,
+                bytes / sent.max(1.0),
+                dropped
+            );
+        }
     }
     println!("series:                 {:>12.0}", series);
     println!(
@@ -391,10 +440,63 @@ fn run(o: &Options) -> Run {
     }
 }
 
+/// A remote-write receiver on a free loopback port that reads each request
+/// whole and accepts it, without decoding: the bench measures the sender.
+/// Returns the port and the bytes received so far.
+fn accepting_receiver() -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::io::BufRead;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a receiver");
+    let port = listener.local_addr().unwrap().port();
+    let bytes = std::sync::Arc::new(AtomicU64::new(0));
+    let total = bytes.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let total = total.clone();
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().expect("clone the stream");
+                let mut reader = std::io::BufReader::new(stream);
+                let mut body = Vec::new();
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        match reader.read_line(&mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    body.resize(length, 0);
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    total.fetch_add(length as u64, Ordering::Relaxed);
+                    let accepted = b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n";
+                    if writer.write_all(accepted).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, bytes)
+}
+
 /// What one window of a run measured.
 struct Window {
     received: f64,
     dropped: f64,
+    /// Remote-write samples sent and dropped, and the bytes received.
+    written: [f64; 3],
     cpu: f64,
     wall: f64,
     scrapes: Vec<Duration>,
