@@ -1,7 +1,8 @@
 //! The hot paths, piece by piece: decoding (and checking) each envelope kind, translation
 //! plus store update for existing and for new series, the same for the RLP's protobuf and
 //! the RLP gateway's JSON batches (and the RLP's with maps in a random order,
-//! as Go senders write them), and the exposition of 10k, 100k and 1M series in both formats.
+//! as Go senders write them), the exposition of 10k, 100k and 1M series in both formats, and
+//! a remote-write request of the workload's series (encoding, then snappy).
 //!
 //! `cargo bench --bench pipeline`; figures are per envelope or per scrape.
 
@@ -299,5 +300,67 @@ fn exposition(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, ingest, exposition);
+/// Remote-write requests of the default 2,000 samples, drawn in turn from
+/// every gauge and counter of the workload's store: the protobuf alone, and
+/// the body as sent (snappy-compressed).
+fn remote_write(c: &mut Criterion) {
+    use cf_firehose_exporter::exposition::remote_write::{
+        Sample, SeriesRef, compress, write_request,
+    };
+    let telemetry = Telemetry::new();
+    let store = Arc::new(SeriesStore::new(
+        Duration::from_secs(600),
+        telemetry.clone(),
+    ));
+    let mut ingest = Ingest::new(
+        Naming::Native.scheme(NativeScheme::default()),
+        store.clone(),
+        telemetry,
+    );
+    ingest.batch(&workload_round());
+    let mut samples = Vec::new();
+    for family in store.snapshot() {
+        for (labels, value) in &family.series {
+            samples.push(Sample {
+                series: SeriesRef::Stored {
+                    family: cf_firehose_exporter::store::Text::new(&family.name),
+                    suffix: family.kind.suffix(),
+                    labels: labels.clone(),
+                },
+                value: *value,
+                timestamp_ms: 1_764_000_000_000 + samples.len() as i64,
+            });
+        }
+    }
+    let batch: Vec<Sample> = samples.iter().cycle().take(2_000).cloned().collect();
+    let external = [("foundation".to_owned(), "prod".to_owned())];
+    let mut group = c.benchmark_group("remote_write");
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    let mut raw = Vec::new();
+    group.bench_function("encode_2000", |b| {
+        b.iter(|| {
+            raw.clear();
+            write_request(&batch, &external, &mut raw);
+            raw.len()
+        })
+    });
+    group.bench_function("encode_and_compress_2000", |b| {
+        b.iter(|| {
+            raw.clear();
+            write_request(&batch, &external, &mut raw);
+            compress(&raw).len()
+        })
+    });
+    raw.clear();
+    write_request(&batch, &external, &mut raw);
+    println!(
+        "remote_write: {} series, {:.0} bytes a sample encoded, {:.1} compressed",
+        samples.len(),
+        raw.len() as f64 / batch.len() as f64,
+        compress(&raw).len() as f64 / batch.len() as f64
+    );
+    group.finish();
+}
+
+criterion_group!(benches, decode, ingest, exposition, remote_write);
 criterion_main!(benches);

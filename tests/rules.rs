@@ -103,7 +103,7 @@ fn every_alert_is_tested_firing_and_quiet() {
                 .map(str::to_owned),
         );
     }
-    assert!(alerts.len() >= 12, "{alerts:?}");
+    assert!(alerts.len() >= 14, "{alerts:?}");
     let tests: String = files("alerts/tests", ".test.yml")
         .iter()
         .map(|f| std::fs::read_to_string(f).unwrap())

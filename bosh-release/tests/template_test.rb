@@ -140,12 +140,70 @@ class TemplateTest < Minitest::Test
     refute native.key?("FIREHOSE_EXPORTER_NODE_INDEX")
   end
 
+  def test_remote_write_takes_its_endpoints_and_keeps_its_secrets_in_files
+    assert_nil env_of(MINIMAL["rlp"])["FIREHOSE_EXPORTER_REMOTE_WRITE_URL"]
+    properties = deep_merge(MINIMAL["rlp"], { "firehose_exporter" => {
+      "remote_write" => {
+        "urls" => ["https://mimir.example.com/api/v1/push", "http://vm:8428/api/v1/write"],
+        "username" => "tenant-1", "password" => "s3cr3t-rw",
+        "tls" => { "ca" => "RW CA", "cert" => "RW CERT", "key" => "RW KEY" },
+        "external_labels" => { "region" => "eu", "foundation" => "prod" },
+      },
+      "web" => { "disable_exposition" => true },
+    } })
+    files, = render(properties, spec: { "name" => "exporters", "index" => 2 })
+    process = YAML.safe_load(files.fetch("config/bpm.yml"))["processes"][0]
+    env = process["env"]
+    assert_equal "https://mimir.example.com/api/v1/push,http://vm:8428/api/v1/write", env["FIREHOSE_EXPORTER_REMOTE_WRITE_URL"]
+    assert_equal "tenant-1", env["FIREHOSE_EXPORTER_REMOTE_WRITE_USERNAME"]
+    assert_equal "#{CONFIG}/remote_write_password", env["FIREHOSE_EXPORTER_REMOTE_WRITE_PASSWORD_FILE"]
+    assert_equal "s3cr3t-rw", files.fetch("config/remote_write_password").strip
+    refute env.values.join(" ").include?("s3cr3t-rw"), "the password is in a file only"
+    refute process["args"].join(" ").include?("s3cr3t-rw")
+    assert_equal "#{CONFIG}/remote_write_ca.pem", env["FIREHOSE_EXPORTER_REMOTE_WRITE_TLS_CA_FILE"]
+    assert_equal "RW CERT", files.fetch("config/remote_write_cert.pem").strip
+    assert_equal "#{CONFIG}/remote_write_key.pem", env["FIREHOSE_EXPORTER_REMOTE_WRITE_TLS_KEY_FILE"]
+    assert_equal "foundation=prod,region=eu", env["FIREHOSE_EXPORTER_REMOTE_WRITE_EXTERNAL_LABELS"]
+    assert_equal "exporters/2", env["FIREHOSE_EXPORTER_REMOTE_WRITE_SHARD"], "each instance its own shard, stable across restarts"
+    assert_equal "true", env["FIREHOSE_EXPORTER_WEB_DISABLE_EXPOSITION"]
+    refute env.key?("FIREHOSE_EXPORTER_REMOTE_WRITE_BEARER_TOKEN_FILE")
+    bearer = deep_merge(MINIMAL["rlp"], { "firehose_exporter" => { "remote_write" => {
+      "urls" => ["https://receive:19291/api/v1/receive"], "bearer_token" => "s3cr3t-token", "shard" => "blue",
+    } } })
+    files, = render(bearer)
+    env = YAML.safe_load(files.fetch("config/bpm.yml"))["processes"][0]["env"]
+    assert_equal "#{CONFIG}/remote_write_bearer_token", env["FIREHOSE_EXPORTER_REMOTE_WRITE_BEARER_TOKEN_FILE"]
+    assert_equal "s3cr3t-token", files.fetch("config/remote_write_bearer_token").strip
+    assert_equal "blue", env["FIREHOSE_EXPORTER_REMOTE_WRITE_SHARD"]
+    refute env.key?("FIREHOSE_EXPORTER_REMOTE_WRITE_USERNAME")
+  end
+
+  def test_remote_write_mistakes_fail_rendering_with_one_line_naming_them
+    {
+      { "web" => { "disable_exposition" => true } } => "firehose_exporter.web.disable_exposition needs firehose_exporter.remote_write.urls",
+      { "remote_write" => { "urls" => ["http://a/w"], "username" => "u" } } => "firehose_exporter.remote_write.username and firehose_exporter.remote_write.password go together",
+      { "remote_write" => { "urls" => ["http://a/w"], "username" => "u", "password" => "p", "bearer_token" => "t" } } => "firehose_exporter.remote_write.bearer_token and firehose_exporter.remote_write.username: set one of them",
+      { "remote_write" => { "urls" => ["http://a/w"], "tls" => { "cert" => "C" } } } => "firehose_exporter.remote_write.tls.cert and firehose_exporter.remote_write.tls.key go together",
+      { "remote_write" => { "urls" => ["http://a/w,http://b/w"] } } => "firehose_exporter.remote_write.urls: \"http://a/w,http://b/w\" has a comma",
+    }.each do |more, message|
+      error = assert_raises(RuntimeError, message) { render(deep_merge(MINIMAL["rlp"], { "firehose_exporter" => more })) }
+      assert error.message.start_with?(message), error.message
+      refute error.message.include?("\n"), error.message
+    end
+  end
+
   def test_every_property_read_is_declared_and_every_declared_one_is_read
     read = Set.new
     everything = deep_merge(MINIMAL["gateway"], { "firehose_exporter" => {
       "doppler" => { "ca" => "CA" }, "uaa" => { "ca" => "CA" },
       "web" => { "auth_username" => "u", "auth_password" => "p", "tls_cert" => "C", "tls_key" => "K" },
       "metrics" => { "naming" => "firehose_exporter" },
+      "remote_write" => {
+        "urls" => ["https://mimir/api/v1/push"], "username" => "u", "password" => "p",
+        "tls" => { "ca" => "CA", "cert" => "C", "key" => "K", "insecure_skip_verify" => true },
+        "external_labels" => { "foundation" => "prod" }, "shard" => "a",
+        "interval" => "30s", "queue_capacity" => 5000,
+      },
     }, "env" => { "http_proxy" => "http://proxy:3128", "https_proxy" => "http://proxy:3128", "no_proxy" => "localhost" } })
     link = { "reverse_log_proxy" => RLP_LINK }
     rlp_everything = deep_merge(MINIMAL["rlp"], everything.reject { |k, _| k == "firehose_exporter" })

@@ -34,12 +34,23 @@ pub struct Receiver {
 impl Receiver {
     /// Serves on a free loopback port.
     pub async fn start() -> Self {
+        Self::serve(true).await
+    }
+
+    /// Serves on a free loopback port, accepting every well-formed request
+    /// and keeping none of its samples: for a stream that runs for long.
+    #[allow(dead_code)]
+    pub async fn start_discarding() -> Self {
+        Self::serve(false).await
+    }
+
+    async fn serve(keep: bool) -> Self {
         let mut receiver = Self::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         receiver.address = Some(listener.local_addr().unwrap());
         let app = axum::Router::new()
             .route("/api/v1/write", axum::routing::post(write))
-            .with_state(receiver.samples.clone());
+            .with_state((receiver.samples.clone(), keep));
         tokio::spawn(async move { axum::serve(listener, app).await });
         receiver
     }
@@ -64,10 +75,16 @@ impl Receiver {
     }
 }
 
-async fn write(State(samples): State<Arc<Mutex<Vec<Received>>>>, body: Bytes) -> StatusCode {
+async fn write(
+    State((samples, keep)): State<(Arc<Mutex<Vec<Received>>>, bool)>,
+    body: Bytes,
+) -> StatusCode {
     let Ok(request) = decode(&body) else {
         return StatusCode::BAD_REQUEST;
     };
+    if !keep {
+        return StatusCode::NO_CONTENT;
+    }
     let mut samples = samples.lock().unwrap();
     for series in request.timeseries {
         let labels: BTreeMap<String, String> = series

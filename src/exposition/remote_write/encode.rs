@@ -13,7 +13,7 @@ pub fn encode(request: &proto::WriteRequest) -> Vec<u8> {
 }
 
 /// `raw` compressed in snappy's block format.
-pub(super) fn compress(raw: &[u8]) -> Vec<u8> {
+pub fn compress(raw: &[u8]) -> Vec<u8> {
     snap::raw::Encoder::new()
         .compress_vec(raw)
         .expect("a request is far below snappy's 4 GiB limit")

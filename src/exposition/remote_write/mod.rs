@@ -30,7 +30,7 @@ use url::Url;
 use crate::secret::Secret;
 use crate::store::{StoredLabels, Text};
 
-pub use encode::{decode, encode, write_request};
+pub use encode::{compress, decode, encode, write_request};
 pub use forward::{ForwardConfig, Forwarding, ShardLabel};
 pub use metrics::RemoteWriteMetrics;
 pub use sender::RemoteWrite;
