@@ -81,15 +81,18 @@ impl Tap {
         }
     }
 
-    /// Hands the batch's samples to the endpoints.
+    /// Hands the batch's samples to the endpoints. The next batch starts
+    /// with room for as many as this one had, not for the most any batch
+    /// had: a queue of small batches each with room for a burst would hold
+    /// far more memory than its samples.
     pub(crate) fn flush(&mut self) {
         if let Some(forwarding) = &self.forwarding
             && !self.pending.is_empty()
         {
-            let capacity = self.pending.capacity();
+            let len = self.pending.len();
             forwarding.push(std::mem::replace(
                 &mut self.pending,
-                Vec::with_capacity(capacity),
+                Vec::with_capacity(len),
             ));
         }
     }

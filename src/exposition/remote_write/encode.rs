@@ -94,24 +94,29 @@ fn labels_of<'a>(
             family,
             suffix,
             labels,
-        } => {
-            let name = LabelRef {
-                name: "__name__",
-                value: [family, suffix],
-            };
-            let mut named = false;
-            for (label, value) in labels.iter() {
-                if !named && &**label > "__name__" {
-                    out.push(name);
-                    named = true;
-                }
-                out.push(LabelRef {
-                    name: label,
-                    value: [value, ""],
-                });
+        } => named(family, suffix, labels, out),
+        SeriesRef::Aggregate(aggregate) => {
+            named(&aggregate.family, aggregate.suffix, &aggregate.labels, out);
+            if let Some(le) = &aggregate.le {
+                // After a label of the series of that name, if it has one.
+                let at = out.partition_point(|label| label.name <= "le");
+                out.insert(
+                    at,
+                    LabelRef {
+                        name: "le",
+                        value: [le, ""],
+                    },
+                );
             }
-            if !named {
-                out.push(name);
+            let shard = &aggregate.shard;
+            if let Err(at) = out.binary_search_by(|label| label.name.cmp(&shard.name)) {
+                out.insert(
+                    at,
+                    LabelRef {
+                        name: &shard.name,
+                        value: [&shard.value, ""],
+                    },
+                );
             }
         }
         SeriesRef::Labels(labels) => out.extend(labels.iter().map(|label| LabelRef {
@@ -129,6 +134,33 @@ fn labels_of<'a>(
                 },
             );
         }
+    }
+}
+
+/// `labels` (sorted) with `__name__`, `family` and `suffix`, in its place.
+fn named<'a>(
+    family: &'a str,
+    suffix: &'a str,
+    labels: &'a crate::store::StoredLabels,
+    out: &mut Vec<LabelRef<'a>>,
+) {
+    let name = LabelRef {
+        name: "__name__",
+        value: [family, suffix],
+    };
+    let mut named = false;
+    for (label, value) in labels.iter() {
+        if !named && &**label > "__name__" {
+            out.push(name);
+            named = true;
+        }
+        out.push(LabelRef {
+            name: label,
+            value: [value, ""],
+        });
+    }
+    if !named {
+        out.push(name);
     }
 }
 
@@ -293,8 +325,13 @@ mod tests {
         (
             proptest::collection::btree_map("[A-Za-z_][a-z_0-9]{0,12}", "(|[ -~é]{1,150})", 0..12),
             "[a-z_]{1,40}",
-            prop_oneof![Just(""), Just("_total")],
-            any::<bool>(),
+            prop_oneof![Just(""), Just("_total"), Just("_bucket")],
+            0..3u8,
+            (
+                proptest::option::of(prop_oneof![Just("0.1"), Just("+Inf"), Just("10.0")]),
+                "[A-Za-z_][a-z_]{0,10}",
+                "[ -~]{0,20}",
+            ),
             prop_oneof![Just(0.0), Just(-0.0), any::<f64>()],
             prop_oneof![
                 Just(0i64),
@@ -302,36 +339,58 @@ mod tests {
                 1_600_000_000_000i64..1_900_000_000_000
             ],
         )
-            .prop_map(|(labels, family, suffix, stored, value, timestamp_ms)| {
-                let labels: Vec<(String, String)> = labels
-                    .into_iter()
-                    .filter(|(k, _)| k != "__name__")
-                    .collect();
-                let series = if stored {
-                    SeriesRef::Stored {
-                        family: Text::new(&family),
-                        suffix,
-                        labels: labels
-                            .iter()
-                            .map(|(k, v)| (Text::new(k), Text::new(v)))
-                            .collect::<Vec<_>>()
-                            .into(),
-                    }
-                } else {
-                    let name = format!("{family}{suffix}");
-                    let mut all: Vec<(&str, &str)> = labels
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect();
-                    all.push(("__name__", &name));
-                    return Sample::with_labels(&all, value, timestamp_ms);
-                };
-                Sample {
-                    series,
+            .prop_map(
+                |(
+                    labels,
+                    family,
+                    suffix,
+                    variant,
+                    (le, shard, shard_value),
                     value,
                     timestamp_ms,
-                }
-            })
+                )| {
+                    let labels: Vec<(String, String)> = labels
+                        .into_iter()
+                        .filter(|(k, _)| k != "__name__" && k != "le")
+                        .collect();
+                    let stored: crate::store::StoredLabels = labels
+                        .iter()
+                        .map(|(k, v)| (Text::new(k), Text::new(v)))
+                        .collect::<Vec<_>>()
+                        .into();
+                    let series = if variant == 0 {
+                        SeriesRef::Stored {
+                            family: Text::new(&family),
+                            suffix,
+                            labels: stored,
+                        }
+                    } else if variant == 1 && shard != "__name__" && shard != "le" {
+                        SeriesRef::Aggregate(Box::new(super::super::AggregateRef {
+                            family: family.as_str().into(),
+                            suffix,
+                            labels: stored,
+                            le: le.map(Into::into),
+                            shard: std::sync::Arc::new(super::super::ShardLabel {
+                                name: shard,
+                                value: shard_value,
+                            }),
+                        }))
+                    } else {
+                        let name = format!("{family}{suffix}");
+                        let mut all: Vec<(&str, &str)> = labels
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str()))
+                            .collect();
+                        all.push(("__name__", &name));
+                        return Sample::with_labels(&all, value, timestamp_ms);
+                    };
+                    Sample {
+                        series,
+                        value,
+                        timestamp_ms,
+                    }
+                },
+            )
     }
 
     proptest! {

@@ -8,7 +8,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{EndpointConfig, RemoteWrite, RemoteWriteMetrics, Sample, SeriesRef, proto};
+use super::{AggregateRef, EndpointConfig, RemoteWrite, RemoteWriteMetrics, Sample, SeriesRef};
 use crate::store::{FamilySnapshot, SeriesStore, SnapshotVisitor, visit};
 
 /// The label that tells apart the processes' parts of an aggregate.
@@ -103,14 +103,16 @@ impl Forwarding {
 }
 
 /// The samples of `families`, each labelled with `shard`, at `timestamp_ms`.
+/// They share the snapshot's names and labels rather than copy them.
 pub(super) fn aggregate_samples(
     families: &[FamilySnapshot],
     shard: &ShardLabel,
     timestamp_ms: i64,
 ) -> Vec<Sample> {
     let mut collect = Collect {
-        shard,
+        shard: Arc::new(shard.clone()),
         timestamp_ms,
+        bounds: Vec::new(),
         number: dtoa::Buffer::new(),
         out: Vec::new(),
     };
@@ -118,41 +120,46 @@ pub(super) fn aggregate_samples(
     collect.out
 }
 
-struct Collect<'a> {
-    shard: &'a ShardLabel,
+struct Collect {
+    shard: Arc<ShardLabel>,
     timestamp_ms: i64,
+    /// The family's bucket bounds met so far, written once each.
+    bounds: Vec<(f64, Arc<str>)>,
     number: dtoa::Buffer,
     out: Vec<Sample>,
 }
 
-impl SnapshotVisitor for Collect<'_> {
-    fn family(&mut self, _family: &FamilySnapshot) {}
+impl Collect {
+    /// `le` as its label's value: `+Inf` for the last bucket.
+    fn bound(&mut self, le: f64) -> Arc<str> {
+        if let Some((_, text)) = self.bounds.iter().find(|(bound, _)| *bound == le) {
+            return text.clone();
+        }
+        let text: Arc<str> = if le == f64::INFINITY {
+            "+Inf".into()
+        } else {
+            self.number.format(le).into()
+        };
+        self.bounds.push((le, text.clone()));
+        text
+    }
+}
+
+impl SnapshotVisitor for Collect {
+    fn family(&mut self, _family: &FamilySnapshot) {
+        self.bounds.clear();
+    }
 
     fn sample(&mut self, sample: crate::store::Sample<'_>) {
-        let label = |name: &str, value: &str| proto::Label {
-            name: name.into(),
-            value: value.into(),
-        };
-        let mut labels: Vec<proto::Label> = Vec::with_capacity(sample.labels.len() + 3);
-        labels.push(label(
-            "__name__",
-            &format!("{}{}", sample.family.name, sample.suffix),
-        ));
-        labels.extend(sample.labels.iter().map(|(k, v)| label(k, v)));
-        if let Some(le) = sample.le {
-            let le = if le == f64::INFINITY {
-                "+Inf"
-            } else {
-                self.number.format(le)
-            };
-            labels.push(label("le", le));
-        }
-        if !labels.iter().any(|l| l.name == self.shard.name) {
-            labels.push(label(&self.shard.name, &self.shard.value));
-        }
-        labels.sort_by(|a, b| a.name.cmp(&b.name));
+        let le = sample.le.map(|le| self.bound(le));
         self.out.push(Sample {
-            series: SeriesRef::Labels(labels.into()),
+            series: SeriesRef::Aggregate(Box::new(AggregateRef {
+                family: sample.family.name.clone(),
+                suffix: sample.suffix,
+                labels: sample.labels.clone(),
+                le,
+                shard: self.shard.clone(),
+            })),
             value: sample.value.as_f64(),
             timestamp_ms: self.timestamp_ms,
         });
@@ -164,6 +171,32 @@ mod tests {
     use super::*;
     use crate::naming::{MetricKind, SeriesUpdate, Value};
     use crate::telemetry::Telemetry;
+
+    /// The samples as a request carries them: labels, value and time.
+    fn written(samples: &[Sample]) -> Vec<String> {
+        use prost::Message;
+        let mut raw = Vec::new();
+        super::super::write_request(samples, &[], &mut raw);
+        let request = super::super::proto::WriteRequest::decode(raw.as_slice()).unwrap();
+        request
+            .timeseries
+            .iter()
+            .map(|series| {
+                let labels: Vec<String> = series
+                    .labels
+                    .iter()
+                    .map(|l| format!("{}={}", l.name, l.value))
+                    .collect();
+                let sample = &series.samples[0];
+                format!(
+                    "{} {} @{}",
+                    labels.join(","),
+                    sample.value,
+                    sample.timestamp
+                )
+            })
+            .collect()
+    }
 
     fn update(family: &str, kind: MetricKind, value: Value) -> SeriesUpdate {
         SeriesUpdate {
@@ -197,22 +230,9 @@ mod tests {
             name: "exporter_shard".into(),
             value: "a".into(),
         };
-        let samples = aggregate_samples(&store.aggregates(), &shard, 1_000);
-        let written: Vec<String> = samples
-            .iter()
-            .map(|s| {
-                let SeriesRef::Labels(labels) = &s.series else {
-                    unreachable!()
-                };
-                let labels: Vec<String> = labels
-                    .iter()
-                    .map(|l| format!("{}={}", l.name, l.value))
-                    .collect();
-                format!("{} {} @{}", labels.join(","), s.value, s.timestamp_ms)
-            })
-            .collect();
+        let sent = written(&aggregate_samples(&store.aggregates(), &shard, 1_000));
         assert_eq!(
-            written,
+            sent,
             [
                 "__name__=duration_bucket,exporter_shard=a,le=0.1,origin=gorouter 0 @1000",
                 "__name__=duration_bucket,exporter_shard=a,le=1.0,origin=gorouter 1 @1000",
@@ -224,13 +244,10 @@ mod tests {
         );
         // A counter that a total sets again is the envelopes' once more.
         store.apply(update("http", MetricKind::Counter, Value::Set(7.0)), now);
-        let names: Vec<String> = aggregate_samples(&store.aggregates(), &shard, 1)
-            .iter()
-            .map(|s| match &s.series {
-                SeriesRef::Labels(l) => l[0].value.clone(),
-                SeriesRef::Stored { .. } => unreachable!(),
-            })
-            .collect();
-        assert!(!names.contains(&"http_total".to_string()), "{names:?}");
+        let names = written(&aggregate_samples(&store.aggregates(), &shard, 1));
+        assert!(
+            !names.iter().any(|s| s.starts_with("__name__=http_total")),
+            "{names:?}"
+        );
     }
 }

@@ -57,8 +57,28 @@ pub enum SeriesRef {
         /// The series' labels, sorted by name.
         labels: StoredLabels,
     },
+    /// A series this process counts itself, as a snapshot of the store
+    /// holds it (boxed: these are few, and the other variants many).
+    Aggregate(Box<AggregateRef>),
     /// Every label written out, `__name__` among them, sorted by name.
     Labels(Arc<[proto::Label]>),
+}
+
+/// A sample of an aggregate: its series' labels are shared with the
+/// store's snapshot, and the bucket bound and the shard are added as it is
+/// encoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateRef {
+    /// The family name.
+    pub family: Arc<str>,
+    /// What the sample's name adds to the family's (`_bucket`, `_total`, ...).
+    pub suffix: &'static str,
+    /// The series' labels, sorted by name.
+    pub labels: StoredLabels,
+    /// A bucket's upper bound, written as its `le` label.
+    pub le: Option<Arc<str>>,
+    /// The label naming this process, unless the series has one of its name.
+    pub shard: Arc<ShardLabel>,
 }
 
 /// One sample of one series, with its time in milliseconds since the Unix
