@@ -365,20 +365,10 @@ async fn three_processes_on_one_subscription_write_the_sequence_into_prometheus(
     let client = reqwest::Client::new();
     wait_ready(&client, &format!("{base}/-/ready")).await;
 
-    let foundation = Foundation::start_local().await.unwrap();
-    let transport = Transport::Firehose;
-    let started = exporters(&foundation, &transport, &format!("{base}/api/v1/write")).await;
-    let (envelopes, expected) = sequence(now_ms() - 10 * 60 * 1000);
-    send(&foundation, &transport, &envelopes).await;
-
-    let stored = until_stored(&expected, || stored_in_prometheus(&client, &base)).await;
-    assert!(stored == expected, "{}", differences(&expected, &stored));
-    let query = urlencode(r#"{origin="scale"}"#);
-    let series = get_json(&client, &format!("{base}/api/v1/series?match[]={query}"))
-        .await
-        .unwrap();
-    one_label_set_each(series["data"].as_array().unwrap());
-    check_the_split(&started, envelopes.len()).await;
+    scale_out_into(&base, Transport::Firehose, || {
+        stored_in_prometheus(&client, &base)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,13 +396,25 @@ async fn three_processes_on_one_shard_write_the_sequence_into_victoria_metrics()
     let client = reqwest::Client::new();
     wait_ready(&client, &format!("{base}/health")).await;
 
+    scale_out_into(&base, Transport::Rlp, || stored_in_victoria(&client, &base)).await;
+}
+
+/// Three exporters read `transport` on one subscription and write into the
+/// store at `base`; the simulator sends the known sequence. The store, as
+/// `read` gives it, must then hold exactly the sequence, each series under
+/// one label set, and every process must have had its part.
+async fn scale_out_into<F: Future<Output = Stored>>(
+    base: &str,
+    transport: Transport,
+    read: impl Fn() -> F,
+) {
+    let client = reqwest::Client::new();
     let foundation = Foundation::start_local().await.unwrap();
-    let transport = Transport::Rlp;
     let started = exporters(&foundation, &transport, &format!("{base}/api/v1/write")).await;
     let (envelopes, expected) = sequence(now_ms() - 10 * 60 * 1000);
     send(&foundation, &transport, &envelopes).await;
 
-    let stored = until_stored(&expected, || stored_in_victoria(&client, &base)).await;
+    let stored = until_stored(&expected, read).await;
     assert!(stored == expected, "{}", differences(&expected, &stored));
     let query = urlencode(r#"{origin="scale"}"#);
     let series = get_json(&client, &format!("{base}/api/v1/series?match[]={query}"))

@@ -201,6 +201,12 @@ impl EndpointConfig {
 mod tests {
     use super::*;
 
+    /// What a queued sample takes, as docs/scaling.md sizes the queue.
+    #[test]
+    fn a_queued_sample_takes_64_bytes() {
+        assert_eq!(std::mem::size_of::<Sample>(), 64);
+    }
+
     #[test]
     fn the_endpoint_label_leaves_out_credentials_and_the_query() {
         let config = EndpointConfig::new(
