@@ -7,9 +7,9 @@ use crate::exposition::remote_write::{Forwarding, Sample, SeriesRef};
 use crate::naming::Value;
 use crate::store::SeriesHandle;
 
-/// How far ahead of this host's clock an envelope's time may be: stores
-/// refuse samples further in the future (Prometheus and Mimir by 10 minutes),
-/// and one such sample would cost its whole request.
+/// How far ahead of this host's clock an envelope's time may be: Mimir and
+/// Cortex refuse samples further in the future by default (their creation
+/// grace period), and one such sample would cost its whole request.
 const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
 
 /// One ingestion task's samples for remote-write; off without endpoints.
