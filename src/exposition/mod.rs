@@ -13,6 +13,16 @@ use prometheus_client::registry::Registry;
 use crate::store::SeriesStore;
 use crate::telemetry::Telemetry;
 
+/// A bucket's upper bound as its `le` label spells it: `+Inf` for the
+/// last, else the shortest float that reads back the same (`0.5`, `1.0`).
+pub(crate) fn bucket_bound(number: &mut dtoa::Buffer, le: f64) -> &str {
+    if le == f64::INFINITY {
+        "+Inf"
+    } else {
+        number.format(le)
+    }
+}
+
 mod compat;
 pub mod remote_write;
 mod text;

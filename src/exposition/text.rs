@@ -72,11 +72,7 @@ impl SnapshotVisitor for TextEncoder<'_> {
         if let Some(le) = sample.le {
             out.push_str(if sample.labels.is_empty() { "{" } else { "," });
             out.push_str("le=\"");
-            if le == f64::INFINITY {
-                out.push_str("+Inf");
-            } else {
-                out.push_str(self.number.format(le));
-            }
+            out.push_str(super::bucket_bound(&mut self.number, le));
             out.push('"');
         }
         if !sample.labels.is_empty() || sample.le.is_some() {

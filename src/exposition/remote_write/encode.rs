@@ -108,16 +108,7 @@ fn labels_of<'a>(
                     },
                 );
             }
-            let shard = &aggregate.shard;
-            if let Err(at) = out.binary_search_by(|label| label.name.cmp(&shard.name)) {
-                out.insert(
-                    at,
-                    LabelRef {
-                        name: &shard.name,
-                        value: [&shard.value, ""],
-                    },
-                );
-            }
+            add_if_absent(out, &aggregate.shard.name, &aggregate.shard.value);
         }
         SeriesRef::Labels(labels) => out.extend(labels.iter().map(|label| LabelRef {
             name: &label.name,
@@ -125,15 +116,21 @@ fn labels_of<'a>(
         })),
     }
     for (name, value) in external {
-        if let Err(at) = out.binary_search_by(|label| label.name.cmp(name)) {
-            out.insert(
-                at,
-                LabelRef {
-                    name,
-                    value: [value, ""],
-                },
-            );
-        }
+        add_if_absent(out, name, value);
+    }
+}
+
+/// Adds `name` with `value` in its place among the sorted `out`, unless a
+/// label of that name is there: the series' own wins.
+fn add_if_absent<'a>(out: &mut Vec<LabelRef<'a>>, name: &'a str, value: &'a str) {
+    if let Err(at) = out.binary_search_by(|label| label.name.cmp(name)) {
+        out.insert(
+            at,
+            LabelRef {
+                name,
+                value: [value, ""],
+            },
+        );
     }
 }
 

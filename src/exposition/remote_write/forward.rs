@@ -135,11 +135,7 @@ impl Collect {
         if let Some((_, text)) = self.bounds.iter().find(|(bound, _)| *bound == le) {
             return text.clone();
         }
-        let text: Arc<str> = if le == f64::INFINITY {
-            "+Inf".into()
-        } else {
-            self.number.format(le).into()
-        };
+        let text: Arc<str> = crate::exposition::bucket_bound(&mut self.number, le).into();
         self.bounds.push((le, text.clone()));
         text
     }
